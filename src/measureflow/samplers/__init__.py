@@ -1,0 +1,26 @@
+"""Markov kernels toward a Gibbs measure exp(-beta L), each a pure ``init``/``step`` pair, and one
+driver (:func:`sample`, :func:`run`) that runs any of them over many chains at once."""
+
+from measureflow.samplers import annealed, mala, psgld, sghmc, sgld, ula
+from measureflow.samplers._optimize import find_mode
+from measureflow.samplers.base import SamplerParams, SamplerSpec
+from measureflow.samplers.driver import DualAveraging, SampleResult, run, sample
+from measureflow.samplers.registry import SAMPLERS, get_sampler
+
+__all__ = [
+    "SAMPLERS",
+    "DualAveraging",
+    "SampleResult",
+    "SamplerParams",
+    "SamplerSpec",
+    "annealed",
+    "find_mode",
+    "get_sampler",
+    "mala",
+    "psgld",
+    "run",
+    "sample",
+    "sghmc",
+    "sgld",
+    "ula",
+]

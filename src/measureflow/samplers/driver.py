@@ -1,0 +1,340 @@
+"""The one driver: burn-in, step-size adaptation, thinning, traces, divergence checks, progress."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from measureflow._core import as_tensor, check_finite, make_generator, progress_bar
+from measureflow.metrics import ess as effective_sample_size
+from measureflow.metrics import rhat as split_rhat
+from measureflow.samplers.base import SamplerParams, SamplerSpec
+from measureflow.samplers.registry import get_sampler
+from measureflow.targets import FiniteSumTarget, Target
+
+__all__ = ["DualAveraging", "SampleResult", "run", "sample"]
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What a sampling run returns.
+
+    ``samples`` ``(n_kept, n_chains, d)``; ``energy_trace`` ``(n_kept, n_chains)``, L at the
+    kept samples; ``acceptance`` ``(n_chains,)`` per-chain acceptance rates after burn-in (MALA
+    only); ``ess`` and ``rhat`` ``(d,)``; ``params`` the parameters used after burn-in (with the
+    adapted step size); ``n_grad_evals`` gradient evaluations per chain over the whole run and
+    ``n_data_grads`` the per-datum gradients per chain on finite-sum targets.
+    """
+
+    samples: Tensor
+    energy_trace: Tensor | None
+    acceptance: Tensor | None
+    ess: Tensor | None
+    rhat: Tensor | None
+    sampler: str
+    params: SamplerParams
+    burn_in: int
+    thin: int
+    n_grad_evals: int
+    n_data_grads: float | None
+    wall_time: float
+    final_state: Any = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def step_size(self) -> float:
+        return self.params.step_size
+
+    @property
+    def best_position(self) -> Tensor | None:
+        """The lowest-energy point each chain visited (annealed Langevin), ``(n_chains, d)``."""
+        return getattr(self.final_state, "best_position", None)
+
+    @property
+    def best_energy(self) -> Tensor | None:
+        return getattr(self.final_state, "best_energy", None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary (no sample arrays)."""
+        flat = self.samples.reshape(-1, self.samples.shape[-1]).double()
+
+        def listed(tensor: Tensor | None) -> list[float] | None:
+            return None if tensor is None else [float(v) for v in tensor.flatten()]
+
+        summary: dict[str, Any] = {
+            "sampler": self.sampler,
+            "params": dataclasses.asdict(self.params),
+            "n_kept": self.samples.shape[0],
+            "n_chains": self.samples.shape[1],
+            "dim": self.samples.shape[2],
+            "burn_in": self.burn_in,
+            "thin": self.thin,
+            "mean": listed(flat.mean(0)),
+            "std": listed(flat.std(0)) if flat.shape[0] > 1 else None,
+            "ess": listed(self.ess),
+            "rhat": listed(self.rhat),
+            "acceptance_rate": None if self.acceptance is None else float(self.acceptance.mean()),
+            "mean_energy": None if self.energy_trace is None else float(self.energy_trace.mean()),
+            "n_grad_evals": self.n_grad_evals,
+            "n_data_grads": self.n_data_grads,
+            "wall_time_s": self.wall_time,
+        }
+        if self.best_energy is not None:
+            summary["best_energy_min"] = float(self.best_energy.min())
+            summary["best_energy_median"] = float(self.best_energy.median())
+        return summary
+
+
+class DualAveraging:
+    """Step-size adaptation toward a target acceptance rate (Hoffman & Gelman 2014, sec. 3.2).
+
+    H_t = (1 - 1/(t + t0)) H_{t-1} + (delta - a_t) / (t + t0),
+    log h_t = mu - sqrt(t) H_t / gamma,
+    log hbar_t = t^-kappa log h_t + (1 - t^-kappa) log hbar_{t-1},
+    with mu = log(10 h_0); ``final`` is hbar, used once adaptation stops. Here a_t is the mean
+    acceptance probability over all chains, so the statistic is nearly noise-free.
+    """
+
+    def __init__(self, step_size: float, target_acceptance: float, gamma: float = 0.05,
+                 t0: float = 10.0, kappa: float = 0.75) -> None:
+        self.mu = math.log(10 * step_size)
+        self.target = target_acceptance
+        self.gamma, self.t0, self.kappa = gamma, t0, kappa
+        self.t = 0
+        self.h_bar = 0.0
+        self.log_step = math.log(step_size)
+        self.log_step_avg = math.log(step_size)
+
+    def update(self, acceptance: float) -> float:
+        self.t += 1
+        weight = 1.0 / (self.t + self.t0)
+        self.h_bar = (1 - weight) * self.h_bar + weight * (self.target - acceptance)
+        self.log_step = self.mu - math.sqrt(self.t) / self.gamma * self.h_bar
+        eta = self.t ** (-self.kappa)
+        self.log_step_avg = eta * self.log_step + (1 - eta) * self.log_step_avg
+        return math.exp(self.log_step)
+
+    @property
+    def final(self) -> float:
+        return math.exp(self.log_step_avg)
+
+
+class _CompiledTarget:
+    """A target whose energy and gradients run as ``torch.compile`` graphs (fixed shapes)."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self.energy = torch.compile(target.energy, dynamic=False)
+        self.grad_energy = torch.compile(target.grad_energy, dynamic=False)
+        self.energy_and_grad = torch.compile(target.energy_and_grad, dynamic=False)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+def _is_finite_sum(target: Any) -> bool:
+    return isinstance(getattr(target, "_target", target), FiniteSumTarget)
+
+
+def run(
+    target: Target,
+    spec: SamplerSpec,
+    params: SamplerParams,
+    position: Tensor,
+    *,
+    n_steps: int,
+    burn_in: int = 0,
+    thin: int = 1,
+    generator: torch.Generator | None = None,
+    adapt_step_size: bool = True,
+    record_energy: bool = True,
+    diagnostics: bool = True,
+    progress: bool = True,
+    check_every: int = 100,
+) -> SampleResult:
+    """Run ``spec``'s kernel from ``position`` ``(n_chains, d)`` for ``burn_in + n_steps`` steps.
+
+    Keeps every ``thin``-th state after burn-in, so ``n_kept = n_steps // thin``. During burn-in
+    a sampler with a target acceptance rate adapts its step size by dual averaging (when
+    ``adapt_step_size``); the averaged step size is then frozen, so the kept chain is an exact
+    MCMC chain. Positions are checked for NaN/inf every ``check_every`` steps and at the end.
+    """
+    n_steps, burn_in, thin = int(n_steps), int(burn_in), int(thin)
+    if n_steps < 1 or burn_in < 0 or thin < 1:
+        raise ValueError(
+            f"need n_steps >= 1, burn_in >= 0 and thin >= 1, got {n_steps}, {burn_in}, {thin}"
+        )
+    if n_steps < thin:
+        raise ValueError(f"n_steps ({n_steps}) must be at least thin ({thin}) to keep a sample")
+    if spec.configure is not None:
+        params = spec.configure(params, burn_in + n_steps)
+    start_time = time.perf_counter()
+    n_chains, dim = position.shape
+    n_kept = n_steps // thin
+    samples = torch.empty(n_kept, n_chains, dim, dtype=position.dtype, device=position.device)
+    energies = (
+        torch.empty(n_kept, n_chains, dtype=position.dtype, device=position.device)
+        if record_energy else None
+    )
+    accepted = torch.zeros(n_chains, dtype=position.dtype, device=position.device)
+    adapter = (
+        DualAveraging(params.step_size, spec.target_acceptance)
+        if adapt_step_size and spec.target_acceptance is not None and burn_in > 0
+        else None
+    )
+
+    state = spec.init(position, target, params, generator=generator)
+    total = burn_in + n_steps
+    bar = progress_bar(total, f"{spec.name}", enabled=progress)
+    update_every = max(1, total // 100)
+    try:
+        for t in range(total):
+            state, info = spec.step(state, target, params, generator=generator)
+            kept_phase = t - burn_in
+            if adapter is not None and t < burn_in:
+                step_size = adapter.update(float(info.acceptance_prob.mean()))
+                if t == burn_in - 1:
+                    step_size = adapter.final
+                params = params.replace(step_size=step_size)
+            if kept_phase >= 0:
+                if spec.metropolis:
+                    accepted += info.is_accepted
+                if (kept_phase + 1) % thin == 0:
+                    slot = kept_phase // thin
+                    samples[slot] = state.position
+                    if energies is not None:
+                        current = getattr(state, "energy", None)
+                        energies[slot] = current if current is not None else target.energy(state.position)
+            if (t + 1) % check_every == 0 or t + 1 == total:
+                _check_divergence(state.position, t + 1, params, spec.name)
+            if (t + 1) % update_every == 0 or t + 1 == total:
+                bar.update((t + 1) - bar.n)
+    finally:
+        bar.close()
+
+    ess = rhat = None
+    if diagnostics and n_kept >= 4:
+        ess, rhat = effective_sample_size(samples), split_rhat(samples)
+    data_grads = None
+    if spec.data_grads_per_step is not None and _is_finite_sum(target):
+        data_grads = total * spec.data_grads_per_step(target, params)
+    return SampleResult(
+        samples=samples,
+        energy_trace=energies,
+        acceptance=accepted / n_steps if spec.metropolis else None,
+        ess=ess,
+        rhat=rhat,
+        sampler=spec.name,
+        params=params,
+        burn_in=burn_in,
+        thin=thin,
+        n_grad_evals=total + (1 if spec.name in ("mala", "annealed") else 0),
+        n_data_grads=data_grads,
+        wall_time=time.perf_counter() - start_time,
+        final_state=state,
+    )
+
+
+def _check_divergence(position: Tensor, t: int, params: SamplerParams, name: str) -> None:
+    if not bool(torch.isfinite(position).all()):
+        n_bad = int((~torch.isfinite(position).all(-1)).sum())
+        raise ValueError(
+            f"{n_bad} of {position.shape[0]} {name} chains became NaN/inf by step {t} with "
+            f"step_size={params.step_size:g}; rerun with a smaller step size"
+        )
+
+
+def sample(
+    target: Target,
+    sampler: str = "mala",
+    n_chains: int = 1000,
+    n_steps: int = 5000,
+    step_size: float = 1e-2,
+    beta: float = 1.0,
+    burn_in: int = 1000,
+    thin: int = 1,
+    init: Tensor | None = None,
+    seed: int | None = 0,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    adapt_step_size: bool = True,
+    record_energy: bool = True,
+    diagnostics: bool = True,
+    progress: bool = True,
+    compile: bool = False,
+    **options: Any,
+) -> SampleResult:
+    """Draw ``n_chains`` chains from pi_beta = exp(-beta L) with the named sampler.
+
+    ``sampler`` is one of ``measureflow.samplers.SAMPLERS`` (ula, sgld, sgld-cv, psgld, sghmc,
+    mala, annealed); sampler-specific settings (``batch_size``, ``friction``, ``schedule``, ...)
+    go in ``options``. The run is ``burn_in`` discarded steps followed by ``n_steps`` steps of
+    which every ``thin``-th is kept. ``init`` ``(n_chains, d)`` sets the starting points
+    (default: the target's, standard normal). Randomness comes from ``generator`` if given,
+    else from a generator seeded with ``seed``. ``device``/``dtype`` move a copy of the target;
+    by default both follow the target (or ``init``). ``compile`` runs the target's energy and
+    gradient through ``torch.compile`` (worth it for long runs on many chains).
+
+    >>> import measureflow as mf
+    >>> result = mf.sample(mf.targets.DoubleWell(), "mala", n_chains=8, n_steps=50,
+    ...                    burn_in=10, progress=False)
+    >>> tuple(result.samples.shape)
+    (50, 8, 1)
+    """
+    if not isinstance(target, Target):
+        raise TypeError(
+            f"target must be a measureflow Target, got {type(target).__name__}; "
+            "wrap an energy function with measureflow.targets.from_energy(energy, dim)"
+        )
+    spec = get_sampler(sampler)
+    n_chains = int(n_chains)
+    if n_chains < 1:
+        raise ValueError(f"n_chains must be a positive integer, got {n_chains}")
+    known = {field.name for field in dataclasses.fields(spec.params)}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(
+            f"sampler {spec.name!r} has no option(s) {', '.join(sorted(unknown))}; "
+            f"its options are {', '.join(sorted(known))}"
+        )
+    params = spec.params(step_size=step_size, beta=beta, **options)
+
+    if init is not None:
+        init = as_tensor(init, "init")
+        device = device if device is not None else init.device
+        dtype = dtype if dtype is not None else init.dtype
+    device = torch.device(device) if device is not None else target.device
+    dtype = dtype if dtype is not None else target.dtype
+    if target.device != device or target.dtype != dtype:
+        target = copy.deepcopy(target).to(device=device, dtype=dtype)
+    if generator is None:
+        generator = make_generator(seed, device)
+
+    if init is None:
+        position = target.initial_positions(n_chains, generator)
+    else:
+        position = init.to(device=device, dtype=dtype)
+        if position.ndim != 2 or position.shape[1] != target.dim or position.shape[0] not in (1, n_chains):
+            raise ValueError(
+                f"init must have shape ({n_chains}, {target.dim}) or (1, {target.dim}), "
+                f"got {tuple(position.shape)}"
+            )
+        check_finite(position, "init")
+        position = position.expand(n_chains, target.dim).clone()
+
+    kernel_target: Any = _CompiledTarget(target) if compile else target
+    with torch.no_grad():
+        return run(
+            kernel_target, spec, params, position,
+            n_steps=n_steps, burn_in=burn_in, thin=thin, generator=generator,
+            adapt_step_size=adapt_step_size, record_energy=record_energy,
+            diagnostics=diagnostics, progress=progress,
+        )
