@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -233,8 +234,14 @@ def check_beta_one(beta: float, what: str) -> float:
 
 
 def common_dtype(*values) -> torch.dtype:
-    """The promoted dtype of the floating tensors among ``values``, else the default dtype."""
+    """The promoted dtype of the floating tensors (or numpy arrays) among ``values``, else the
+    default dtype."""
     dtypes = [v.dtype for v in values if isinstance(v, Tensor) and v.is_floating_point()]
+    dtypes += [
+        torch.from_numpy(np.zeros(0, dtype=v.dtype)).dtype
+        for v in values
+        if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
+    ]
     if not dtypes:
         return torch.get_default_dtype()
     result = dtypes[0]

@@ -88,7 +88,7 @@ class GaussianMixture(Target):
             quadratic = squared / self.stds.square()
         else:
             centred = x[:, None, :] - self.means
-            quadratic = (centred @ self.precisions * centred).sum(-1)
+            quadratic = (torch.einsum("nkd,kde->nke", centred, self.precisions) * centred).sum(-1)
         return self.log_weights + self.log_norms - 0.5 * quadratic
 
     def energy(self, x: Tensor) -> Tensor:
@@ -103,7 +103,7 @@ class GaussianMixture(Target):
             gradient = x * weighted.sum(-1, keepdim=True) - weighted @ self.means
         else:
             centred = x[:, None, :] - self.means
-            gradient = (responsibilities[..., None] * (centred @ self.precisions)).sum(1)
+            gradient = torch.einsum("nk,nkd,kde->ne", responsibilities, centred, self.precisions)
         return -log_total[:, 0], gradient
 
     def grad_energy(self, x: Tensor) -> Tensor:
