@@ -182,8 +182,12 @@ def test_psgld_adapts_to_the_scale_of_each_coordinate():
     scales = torch.tensor([1.0, 0.1], dtype=F64)
     target = mf.targets.Gaussian(torch.zeros(2, dtype=F64), scales.square())
     step_size = 0.02
+    # Start at the target's scale: V starts at the squared initial gradient and forgets it only
+    # over a few 1 / (1 - alpha) = 1000 steps.
+    start = scales * torch.randn(2000, 2, generator=torch.Generator().manual_seed(5), dtype=F64)
     draws, result = final_states(
         target, "psgld", step_size=step_size, alpha=0.999, burn_in=3000, n_chains=2000, seed=5,
+        init=start,
     )
     gain = (1 / (1e-5 + result.final_state.square_avg.sqrt())).mean(0)
     ratio = float(gain[0] / gain[1])

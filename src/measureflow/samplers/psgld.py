@@ -49,7 +49,9 @@ def init(
     position: Tensor, target: Target, params: PSGLDParams, *, generator: torch.Generator | None = None
 ) -> PSGLDState:
     """Start V at the squared full gradient: starting it at 0 would make the first steps
-    1 / sqrt(1 - alpha) = 10 times too long."""
+    1 / sqrt(1 - alpha) = 10 times too long. V forgets its start over a few 1 / (1 - alpha)
+    steps, so chains started far out in the tails begin with too small a preconditioner; a
+    burn-in of several 1 / (1 - alpha) steps removes that."""
     return PSGLDState(position, target.grad_energy(position).square(), 0)
 
 

@@ -36,7 +36,11 @@ class OneDimensionalGibbs:
         self.density = density / total
 
     def sample(self, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-        uniform = torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu").numpy()
+        # Draw on the generator's device (a CUDA generator cannot fill a CPU tensor), then
+        # invert the tabulated CDF on the host.
+        device = generator.device if generator is not None else torch.device("cpu")
+        uniform = torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
+        uniform = uniform.cpu().numpy()
         cell = np.clip(np.searchsorted(self.cdf, uniform, side="right") - 1, 0, len(self.grid) - 2)
         # Inside a cell the interpolated density is linear: solve the quadratic for the position.
         x0, width = self.grid[cell], self.grid[cell + 1] - self.grid[cell]

@@ -69,6 +69,12 @@ class DoubleWell(_Separable):
     def energy(self, x: Tensor) -> Tensor:
         return (self._as_input(x).square() - 1).square().sum(-1)
 
+    def initial_positions(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Uniform on [-1.5, 1.5]^d: both wells, and no start far in the quartic tails, where
+        MALA's reverse proposal is so improbable that a chain can stay stuck for a long time."""
+        uniform = torch.rand(n, self.dim, generator=generator, dtype=self.dtype, device=self.device)
+        return 3 * uniform - 1.5
+
     def grad_energy(self, x: Tensor) -> Tensor:
         x = self._as_input(x)
         return 4 * x * (x.square() - 1)
@@ -108,6 +114,11 @@ class Rastrigin(_Separable):
 
     def energy_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.energy(x), self.grad_energy(x)
+
+    def initial_positions(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Uniform on the usual search domain [-5.12, 5.12]^d."""
+        uniform = torch.rand(n, self.dim, generator=generator, dtype=self.dtype, device=self.device)
+        return 10.24 * uniform - 5.12
 
     def in_global_basin(self, x: Tensor) -> Tensor:
         """Whether each point lies in the basin of the global minimum, shape ``(n,)``."""
