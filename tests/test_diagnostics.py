@@ -72,3 +72,15 @@ def test_diagnostics_validate_input(value, message):
 def test_numpy_input_is_accepted():
     chains = ar1_chains(0.0, 100, 4, 1, seed=3).numpy()
     assert mf.metrics.rhat(chains).shape == (1,)
+
+
+def test_agrees_with_arviz():
+    # Reference values from ArviZ 0.23.4 on these exact chains (ar1_chains(0.8, 2000, 4, 3,
+    # seed=5), coordinate 1 shifted by 0.3 in every chain), computed once outside the suite:
+    # arviz.ess(x, method="mean") and arviz.rhat(x, method="split") with x = chains[:, :, j].T.
+    chains = ar1_chains(0.8, 2000, 4, 3, seed=5)
+    chains[:, 1] += 0.3
+    arviz_ess = torch.tensor([653.1890424718619, 678.7231991657449, 823.6094321729362], dtype=F64)
+    arviz_rhat = torch.tensor([1.013009744607636, 1.0201403288607465, 1.007654295140706], dtype=F64)
+    torch.testing.assert_close(mf.metrics.ess(chains), arviz_ess, rtol=1e-9, atol=0)
+    torch.testing.assert_close(mf.metrics.rhat(chains), arviz_rhat, rtol=1e-9, atol=0)
