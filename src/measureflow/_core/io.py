@@ -18,6 +18,16 @@ import numpy as np
 __all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "save_npz"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask is process-global, and setting it is not thread-safe.
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``, else delete it."""
@@ -30,6 +40,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        # mkstemp creates files readable by the owner only; give them the usual permissions.
+        os.chmod(temporary_path, 0o666 & ~_UMASK)
         os.replace(temporary_path, final)
     finally:
         if temporary_path.exists():

@@ -1,0 +1,218 @@
+"""``measureflow sample``: draw chains from a target's Gibbs measure and save them with a figure."""
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import measureflow as mf
+from measureflow._core import atomic_write_json, save_npz
+from measureflow.cli._common import (
+    check_count,
+    check_device,
+    check_out,
+    check_positive_number,
+    check_seed,
+    json_safe,
+    user_errors,
+)
+from measureflow.cli.targets import TARGETS, resolve_target
+from measureflow.report import sample_figure, save_figure
+from measureflow.samplers.annealed import SCHEDULES
+
+__all__ = ["SAMPLERS", "SampleSettings", "SamplerChoice", "sample"]
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """A ``--sampler`` name: the library's sampler and the options (``mf.sample`` keywords)
+    that apply to it."""
+
+    name: str
+    options: tuple[str, ...] = ()
+
+
+SAMPLERS: dict[str, SamplerChoice] = {
+    "ula": SamplerChoice("ula"),
+    "sgld": SamplerChoice("sgld", ("batch_size",)),
+    "sgld-cv": SamplerChoice("sgld-cv", ("batch_size",)),
+    "psgld": SamplerChoice("psgld", ("batch_size",)),
+    "sghmc": SamplerChoice("sghmc", ("batch_size", "friction")),
+    "mala": SamplerChoice("mala"),
+    "annealed": SamplerChoice("annealed", ("schedule", "beta_start")),
+}
+
+_FLAGS = {"batch_size": "--batch-size", "friction": "--friction", "schedule": "--schedule",
+          "beta_start": "--beta-start"}
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The settings of one ``sample`` command, validated on construction (ValueError naming the
+    flag); recorded in ``result.json`` under ``settings``."""
+
+    target: str
+    dim: int | None
+    sampler: str
+    chains: int
+    steps: int
+    burn_in: int
+    thin: int
+    step_size: float
+    beta: float
+    batch_size: int | None
+    friction: float | None
+    schedule: str | None
+    beta_start: float | None
+    seed: int
+    device: str
+    out: str
+    progress: bool
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        check_count(self.chains, "--chains")
+        check_count(self.steps, "--steps")
+        check_count(self.burn_in, "--burn-in", minimum=0)
+        check_count(self.thin, "--thin")
+        if self.thin > self.steps:
+            raise ValueError(f"--thin ({self.thin}) must not exceed --steps ({self.steps})")
+        check_positive_number(self.step_size, "--step-size")
+        check_positive_number(self.beta, "--beta")
+        check_seed(self.seed)
+        if self.dim is not None:
+            check_count(self.dim, "--dim")
+        if self.batch_size is not None:
+            check_count(self.batch_size, "--batch-size")
+        if self.friction is not None:
+            check_positive_number(self.friction, "--friction")
+        if self.beta_start is not None:
+            check_positive_number(self.beta_start, "--beta-start")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        applicable = SAMPLERS[self.sampler].options
+        for option, flag in _FLAGS.items():
+            if getattr(self, option) is not None and option not in applicable:
+                users = [name for name, choice in SAMPLERS.items() if option in choice.options]
+                raise ValueError(
+                    f"{flag} applies to --sampler {'/'.join(users)}, not {self.sampler}"
+                )
+
+    def sampler_options(self) -> dict[str, Any]:
+        """The sampler-specific keywords for ``mf.sample`` that were given."""
+        return {
+            option: getattr(self, option)
+            for option in SAMPLERS[self.sampler].options
+            if getattr(self, option) is not None
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _write_run(out: Path, result: mf.SampleResult, data: dict[str, Any], figure: Any) -> None:
+    """Write the run folder; every file atomically, result.json last (it marks a complete run)."""
+    arrays = {"samples": result.samples.cpu().numpy()}
+    if result.energy_trace is not None:
+        arrays["energy_trace"] = result.energy_trace.cpu().numpy()
+    if result.acceptance is not None:
+        arrays["acceptance"] = result.acceptance.cpu().numpy()
+    save_figure(figure, out / "sample.png")
+    save_npz(out / "samples.npz", **arrays)
+    atomic_write_json(out / "result.json", json_safe(data))
+
+
+def _print_summary(result: mf.SampleResult, target_name: str, out: Path) -> None:
+    summary = result.to_dict()
+    table = Table(title=f"{target_name}: {result.sampler}", show_header=False)
+    table.add_column("quantity", style="bold")
+    table.add_column("value")
+
+    def short(values: list[float] | None) -> str:
+        if values is None:
+            return "-"
+        shown = ", ".join(f"{v:.4g}" for v in values[:4])
+        return f"[{shown}{', ...' if len(values) > 4 else ''}]"
+
+    table.add_row("kept samples", f"{summary['n_kept']} steps x {summary['n_chains']} chains, "
+                                  f"d = {summary['dim']}")
+    table.add_row("step size", f"{result.step_size:.4g}")
+    if summary["acceptance_rate"] is not None:
+        table.add_row("acceptance rate", f"{summary['acceptance_rate']:.3f}")
+    table.add_row("mean", short(summary["mean"]))
+    table.add_row("std", short(summary["std"]))
+    if summary["ess"] is not None:
+        table.add_row("ESS (min over coordinates)", f"{min(summary['ess']):.4g}")
+        table.add_row("R-hat (max over coordinates)", f"{max(summary['rhat']):.4f}")
+    if "best_energy_min" in summary:
+        table.add_row("best energy (min over chains)", f"{summary['best_energy_min']:.4g}")
+    table.add_row("wall time", f"{summary['wall_time_s']:.2f} s")
+    table.add_row("written to", str(out))
+    Console().print(table)
+
+
+def sample(
+    target: Annotated[str, typer.Option(
+        help=f"Target: one of {', '.join(TARGETS)}, or path/to/file.py:function.")] = "double-well",
+    dim: Annotated[int | None, typer.Option(
+        help="Dimension of dimension-generic targets and of user energy functions.")] = None,
+    sampler: Annotated[str, typer.Option(help=f"One of {', '.join(SAMPLERS)}.")] = "mala",
+    chains: Annotated[int, typer.Option(help="Number of independent chains.")] = 1000,
+    steps: Annotated[int, typer.Option(help="Steps after burn-in.")] = 5000,
+    burn_in: Annotated[int, typer.Option(help="Discarded steps first (MALA adapts h here).")] = 1000,
+    thin: Annotated[int, typer.Option(help="Keep every thin-th step.")] = 1,
+    step_size: Annotated[float, typer.Option(help="Step size h.")] = 0.01,
+    beta: Annotated[float, typer.Option(help="Inverse temperature (final one for annealed).")] = 1.0,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Minibatch size (sgld, sgld-cv, psgld, sghmc).")] = None,
+    friction: Annotated[float | None, typer.Option(help="Friction (sghmc).")] = None,
+    schedule: Annotated[str | None, typer.Option(
+        help=f"Annealing schedule (annealed): {', '.join(SCHEDULES)}.")] = None,
+    beta_start: Annotated[float | None, typer.Option(
+        help="First inverse temperature (annealed).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default runs/sample/TARGET).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+) -> None:
+    """Sample a target's Gibbs measure exp(-beta L); write samples.npz, result.json, sample.png."""
+    with user_errors():
+        default_out = Path("runs") / "sample" / Path(target.rpartition(":")[2] or target).stem
+        settings = SampleSettings(
+            target=target, dim=dim, sampler=sampler, chains=chains, steps=steps,
+            burn_in=burn_in, thin=thin, step_size=step_size, beta=beta, batch_size=batch_size,
+            friction=friction, schedule=schedule, beta_start=beta_start, seed=seed,
+            device=check_device(device), out=str(out if out is not None else default_out),
+            progress=not no_progress,
+        )
+        folder = check_out(settings.out)
+        model, target_name = resolve_target(settings.target, settings.dim)
+        result = mf.sample(
+            model, SAMPLERS[settings.sampler].name,
+            n_chains=settings.chains, n_steps=settings.steps, step_size=settings.step_size,
+            beta=settings.beta, burn_in=settings.burn_in, thin=settings.thin, seed=settings.seed,
+            device=settings.device, progress=settings.progress, **settings.sampler_options(),
+        )
+        figure = sample_figure(
+            result.samples, result.energy_trace, model, settings.beta,
+            burn_in=settings.burn_in, thin=settings.thin,
+            title=f"{target_name}: {result.sampler}, {settings.chains} chains",
+        )
+        data = {
+            "command": "sample",
+            "target": target_name,
+            "settings": {**settings.to_dict(), "dim": model.dim},
+            **result.to_dict(),
+            "figures": ["sample.png"],
+            "files": {"samples": "samples.npz"},
+        }
+        _write_run(folder, result, data, figure)
+    _print_summary(result, target_name, folder)
