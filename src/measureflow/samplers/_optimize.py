@@ -7,7 +7,7 @@ from torch import Tensor
 
 from measureflow.targets import Target
 
-__all__ = ["find_mode"]
+__all__ = ["find_mode", "find_mode_counted"]
 
 
 def find_mode(target: Target, start: Tensor, max_iter: int = 500, tolerance: float = 1e-9) -> Tensor:
@@ -16,6 +16,14 @@ def find_mode(target: Target, start: Tensor, max_iter: int = 500, tolerance: flo
     Uses ``torch.optim.LBFGS``; returns a detached ``(1, d)`` tensor. Raises ``ValueError`` if
     the energy becomes non-finite (the target is not bounded below along the search path).
     """
+    return find_mode_counted(target, start, max_iter, tolerance)[0]
+
+
+def find_mode_counted(
+    target: Target, start: Tensor, max_iter: int = 500, tolerance: float = 1e-9
+) -> tuple[Tensor, int]:
+    """:func:`find_mode` and the number of energy-and-gradient evaluations it spent."""
+    evaluations = 0
     point = start.detach().clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
         [point],
@@ -27,6 +35,8 @@ def find_mode(target: Target, start: Tensor, max_iter: int = 500, tolerance: flo
     )
 
     def closure() -> Tensor:
+        nonlocal evaluations
+        evaluations += 1
         optimizer.zero_grad()
         energy, gradient = target.energy_and_grad(point.detach())
         point.grad = gradient
@@ -37,4 +47,4 @@ def find_mode(target: Target, start: Tensor, max_iter: int = 500, tolerance: flo
     mode = point.detach()
     if not bool(torch.isfinite(mode).all()) or not bool(torch.isfinite(target.energy(mode)).all()):
         raise ValueError("mode search diverged: the energy is not finite along the L-BFGS path")
-    return mode
+    return mode, evaluations

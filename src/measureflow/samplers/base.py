@@ -39,7 +39,12 @@ class SamplerSpec:
     ``step(state, target, params, *, generator) -> (State, Info)``. ``metropolis`` samplers
     report ``Info.is_accepted``; ``target_acceptance`` (when set) makes the driver adapt the
     step size toward it during burn-in. ``data_grads_per_step`` counts per-datum gradient
-    evaluations per chain and step on a finite-sum target (``None``: one full gradient).
+    evaluations per chain and step on a finite-sum target (``None``: one full gradient);
+    ``init_grads`` the full gradients ``init`` evaluates per chain (a mode search counts all
+    of its evaluations). A sampler whose step splits into ``draw(state, generator)`` (its random
+    numbers, in the order ``step`` draws them) and a pure ``transition(state, randoms, target,
+    step_size, beta)`` declares both: with ``compile=True`` the driver compiles the transition
+    into one graph and draws the noise outside it.
     """
 
     name: str
@@ -51,6 +56,9 @@ class SamplerSpec:
     target_acceptance: float | None = None
     data_grads_per_step: Callable[[Target, Any], float] | None = None
     configure: Callable[[Any, int], Any] | None = None
+    init_grads: Callable[[Any], int] = lambda state: 0
+    draw: Callable[..., Any] | None = None
+    transition: Callable[..., Any] | None = None
 
 
 def noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

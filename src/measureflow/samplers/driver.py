@@ -6,6 +6,8 @@ import copy
 import dataclasses
 import math
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +31,10 @@ class SampleResult:
     ``samples`` ``(n_kept, n_chains, d)``; ``energy_trace`` ``(n_kept, n_chains)``, L at the
     kept samples; ``acceptance`` ``(n_chains,)`` per-chain acceptance rates after burn-in (MALA
     only); ``ess`` and ``rhat`` ``(d,)``; ``params`` the parameters used after burn-in (with the
-    adapted step size); ``n_grad_evals`` gradient evaluations per chain over the whole run and
-    ``n_data_grads`` the per-datum gradients per chain on finite-sum targets.
+    adapted step size); ``n_grad_evals`` gradient evaluations (exact or minibatch) per chain
+    over the whole run, initialization included, and ``n_data_grads`` the per-datum gradients
+    per chain on finite-sum targets (a full gradient counts N; SGLD-CV's one-off mode search is
+    counted whole, as if every chain had paid for it).
     """
 
     samples: Tensor
@@ -138,6 +142,75 @@ class _CompiledTarget:
         return getattr(self._target, name)
 
 
+# Below this many random numbers per step the hand-off to a helper thread costs more than
+# drawing them in the loop (2-D ring, 10,000 chains: 20,000 normals take ~50 us).
+_PREFETCH_MIN_NUMBERS = 1 << 17
+
+
+class _FusedStep:
+    """``spec.step`` as eager noise draws plus one compiled deterministic transition.
+
+    The same Markov chain as ``spec.step``: the same random numbers, drawn from the same
+    generator in the same order, fed to the same arithmetic (up to the rounding of the compiled
+    graph). The step size lives in a 0-d tensor so dual averaging does not trigger recompiles.
+
+    The transition is compiled single-threaded: one step of a sampler is a few fused loops over
+    the chains, and an OpenMP fork/join per step costs more than it saves at these sizes (and
+    far more on a loaded machine). When a step needs many random numbers, the draws for step
+    t + 1 run on a helper thread while step t's transition runs (torch's normal generator is
+    single-threaded and would otherwise dominate, e.g. 10^6 normals per step at d = 100): at
+    most ``n_draws`` steps are drawn, one ahead, strictly in order, so the generator ends where
+    the step-by-step loop leaves it (unless the run stops early with an error).
+    """
+
+    def __init__(self, draw: Any, transition: Any, target: Target, params: SamplerParams,
+                 state: Any, n_draws: int, generator: torch.Generator | None) -> None:
+        like = state.position
+        self._draw = draw
+        self._step_size = torch.tensor(params.step_size, dtype=like.dtype, device=like.device)
+        self._step_size_value = params.step_size
+        beta = float(params.beta)
+
+        def deterministic(state: Any, randoms: Any, step_size: Tensor) -> Any:
+            return transition(state, randoms, target, step_size, beta)
+
+        self._transition = torch.compile(deterministic, dynamic=False, options={"cpp.threads": 1})
+        self._pool: ThreadPoolExecutor | None = None
+        if like.device.type == "cpu" and like.numel() >= _PREFETCH_MIN_NUMBERS and n_draws > 1:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="measureflow-noise")
+            self._pending: deque[Future] = deque()
+            self._left = n_draws
+            self._shape_state = state
+            self._generator = generator
+            self._submit()
+
+    def _submit(self) -> None:
+        if self._left > 0:
+            self._left -= 1
+            self._pending.append(
+                self._pool.submit(self._draw, self._shape_state, self._generator)
+            )
+
+    def __call__(self, state: Any, target: Any, params: SamplerParams, *,
+                 generator: torch.Generator | None = None) -> tuple[Any, Any]:
+        if self._pool is None:
+            randoms = self._draw(state, generator)
+        else:
+            self._submit()  # step t + 1's numbers are drawn while step t runs
+            randoms = self._pending.popleft().result()
+        if params.step_size != self._step_size_value:
+            self._step_size.fill_(params.step_size)
+            self._step_size_value = params.step_size
+        return self._transition(state, randoms, self._step_size)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
 def _is_finite_sum(target: Any) -> bool:
     return isinstance(getattr(target, "_target", target), FiniteSumTarget)
 
@@ -189,13 +262,22 @@ def run(
         else None
     )
 
-    state = spec.init(position, target, params, generator=generator)
     total = burn_in + n_steps
+    step: Any = spec.step
+    if isinstance(target, _CompiledTarget) and spec.transition is not None:
+        # One eager call for the initial state (compiling it would cost more than it saves).
+        state = spec.init(position, target._target, params, generator=generator)
+        step = _FusedStep(
+            spec.draw, spec.transition, target._target, params, state, total, generator
+        )
+    else:
+        state = spec.init(position, target, params, generator=generator)
+    initial_grads = spec.init_grads(state)
     bar = progress_bar(total, f"{spec.name}", enabled=progress)
     update_every = max(1, total // 100)
     try:
         for t in range(total):
-            state, info = spec.step(state, target, params, generator=generator)
+            state, info = step(state, target, params, generator=generator)
             kept_phase = t - burn_in
             if adapter is not None and t < burn_in:
                 step_size = adapter.update(float(info.acceptance_prob.mean()))
@@ -217,13 +299,20 @@ def run(
                 bar.update((t + 1) - bar.n)
     finally:
         bar.close()
+        if isinstance(step, _FusedStep):
+            step.close()
 
     ess = rhat = None
     if diagnostics and n_kept >= 4:
         ess, rhat = effective_sample_size(samples), split_rhat(samples)
     data_grads = None
-    if spec.data_grads_per_step is not None and _is_finite_sum(target):
-        data_grads = total * spec.data_grads_per_step(target, params)
+    if _is_finite_sum(target):
+        n_terms = target.n_terms
+        per_step = (
+            spec.data_grads_per_step(target, params) if spec.data_grads_per_step is not None
+            else n_terms
+        )
+        data_grads = total * per_step + initial_grads * n_terms
     return SampleResult(
         samples=samples,
         energy_trace=energies,
@@ -234,7 +323,7 @@ def run(
         params=params,
         burn_in=burn_in,
         thin=thin,
-        n_grad_evals=total + (1 if spec.name in ("mala", "annealed") else 0),
+        n_grad_evals=total + initial_grads,
         n_data_grads=data_grads,
         wall_time=time.perf_counter() - start_time,
         final_state=state,

@@ -12,7 +12,7 @@ from torch import Tensor
 from measureflow.samplers.base import SamplerParams, noise_like
 from measureflow.targets import Target
 
-__all__ = ["MALAInfo", "MALAParams", "MALAState", "init", "step"]
+__all__ = ["MALAInfo", "MALAParams", "MALAState", "draw", "init", "step", "transition"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,54 @@ def init(
     return MALAState(position, energy, gradient)
 
 
+def draw(state: MALAState, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """The random numbers one :func:`step` consumes, in the order it draws them.
+
+    ``(xi, u)``: the proposal noise xi ~ N(0, I) ``(n_chains, d)`` and the uniforms
+    u ~ U[0, 1) ``(n_chains,)`` of the accept/reject decision. Uses ``state`` only for
+    shapes, dtype and device (the driver may draw ahead of the chain).
+    """
+    position = state.position
+    noise = noise_like(position, generator)
+    uniform = torch.rand(
+        position.shape[:1], generator=generator, dtype=position.dtype, device=position.device
+    )
+    return noise, uniform
+
+
+def transition(
+    state: MALAState,
+    randoms: tuple[Tensor, Tensor],
+    target: Target,
+    step_size: float | Tensor,
+    beta: float,
+) -> tuple[MALAState, MALAInfo]:
+    """The deterministic part of :func:`step` given its random numbers ``randoms = (xi, u)``.
+
+    Pure; ``step_size`` may be a float or a 0-d tensor (so one compiled graph serves the whole
+    run while dual averaging changes h during burn-in).
+    """
+    h = step_size
+    noise, uniform = randoms
+    scale = math.sqrt(2 * h / beta) if isinstance(h, float) else torch.sqrt(2 * h / beta)
+    proposal = state.position - h * state.grad + scale * noise
+    energy, gradient = target.energy_and_grad(proposal)
+    # ||y - x + h grad L(x)||^2 = (2 h / beta) ||xi||^2, so log q(y | x) = -||xi||^2 / 2.
+    forward = 0.5 * noise.square().sum(-1)
+    backward = (beta / (4 * h)) * (state.position - proposal + h * gradient).square().sum(-1)
+    log_ratio = -beta * (energy - state.energy) + forward - backward
+    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
+    acceptance_prob = log_ratio.clamp(max=0.0).exp()
+    accepted = uniform < acceptance_prob
+    keep = accepted[:, None]
+    new_state = MALAState(
+        torch.where(keep, proposal, state.position),
+        torch.where(accepted, energy, state.energy),
+        torch.where(keep, gradient, state.grad),
+    )
+    return new_state, MALAInfo(acceptance_prob, accepted)
+
+
 def step(
     state: MALAState, target: Target, params: MALAParams, *, generator: torch.Generator | None = None
 ) -> tuple[MALAState, MALAInfo]:
@@ -48,26 +96,11 @@ def step(
     log q(y | x) = -beta ||y - x + h grad L(x)||^2 / (4 h). The chain is exactly reversible for
     pi = exp(-beta L). A proposal with a non-finite energy is rejected.
 
+    ``step(state) == transition(state, draw(state))``: the random numbers are drawn first (xi,
+    then u), the rest is deterministic.
+
     References: Roberts & Tweedie (1996), Bernoulli 2(4), 341-363.
     """
-    h, beta = params.step_size, params.beta
-    noise = noise_like(state.position, generator)
-    proposal = state.position - h * state.grad + math.sqrt(2 * h / beta) * noise
-    energy, gradient = target.energy_and_grad(proposal)
-    # ||y - x + h grad L(x)||^2 = (2 h / beta) ||xi||^2, so log q(y | x) = -||xi||^2 / 2.
-    forward = 0.5 * noise.square().sum(-1)
-    backward = (beta / (4 * h)) * (state.position - proposal + h * gradient).square().sum(-1)
-    log_ratio = -beta * (energy - state.energy) + forward - backward
-    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
-    acceptance_prob = log_ratio.clamp(max=0.0).exp()
-    uniform = torch.rand(
-        log_ratio.shape, generator=generator, dtype=log_ratio.dtype, device=log_ratio.device
+    return transition(
+        state, draw(state, generator), target, params.step_size, params.beta
     )
-    accepted = uniform < acceptance_prob
-    keep = accepted[:, None]
-    new_state = MALAState(
-        torch.where(keep, proposal, state.position),
-        torch.where(accepted, energy, state.energy),
-        torch.where(keep, gradient, state.grad),
-    )
-    return new_state, MALAInfo(acceptance_prob, accepted)

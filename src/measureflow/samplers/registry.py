@@ -11,6 +11,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ula": SamplerSpec(
         "ula", ula.ULAParams, ula.init, ula.step,
         "unadjusted Langevin (gradient Langevin dynamics, Euler-Maruyama)",
+        draw=ula.draw,
+        transition=ula.transition,
     ),
     "sgld": SamplerSpec(
         "sgld", sgld.SGLDParams, sgld.init, sgld.step,
@@ -21,11 +23,13 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "sgld-cv", sgld.SGLDParams, sgld.cv_init, sgld.cv_step,
         "SGLD with control-variate gradients centred at a mode (Baker et al. 2019)",
         data_grads_per_step=sgld.cv_data_grads,
+        init_grads=lambda state: state.mode_evaluations + 1,
     ),
     "psgld": SamplerSpec(
         "psgld", psgld.PSGLDParams, psgld.init, psgld.step,
         "RMSprop-preconditioned SGLD (Li et al. 2016)",
         data_grads_per_step=psgld.data_grads,
+        init_grads=lambda state: 1,
     ),
     "sghmc": SamplerSpec(
         "sghmc", sghmc.SGHMCParams, sghmc.init, sghmc.step,
@@ -37,11 +41,15 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "Metropolis-adjusted Langevin with step-size adaptation during burn-in",
         metropolis=True,
         target_acceptance=0.574,
+        init_grads=lambda state: 1,
+        draw=mala.draw,
+        transition=mala.transition,
     ),
     "annealed": SamplerSpec(
         "annealed", annealed.AnnealedParams, annealed.init, annealed.step,
         "annealed Langevin for optimization: rising beta_t, best point per chain",
         configure=annealed.configure,
+        init_grads=lambda state: 1,
     ),
 }
 

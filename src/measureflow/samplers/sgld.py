@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from measureflow._core import check_positive
-from measureflow.samplers._optimize import find_mode
+from measureflow.samplers._optimize import find_mode_counted
 from measureflow.samplers.base import (
     SamplerParams,
     check_batch_size,
@@ -63,6 +63,7 @@ class SGLDCVState(NamedTuple):
     step: int
     mode: Tensor  # (1, d), the point the control variate is centred at
     mode_grad: Tensor  # (1, d), the exact full gradient at the mode
+    mode_evaluations: int  # full gradients the mode search spent (for cost accounting)
 
 
 class SGLDInfo(NamedTuple):
@@ -110,8 +111,8 @@ def cv_init(
 ) -> SGLDCVState:
     """Find a mode theta_hat of L (L-BFGS from the mean of the starting points) and its full
     gradient, the centre of the control variate."""
-    mode = find_mode(target, position.mean(0, keepdim=True))
-    return SGLDCVState(position, 0, mode, target.grad_energy(mode))
+    mode, evaluations = find_mode_counted(target, position.mean(0, keepdim=True))
+    return SGLDCVState(position, 0, mode, target.grad_energy(mode), evaluations)
 
 
 def cv_step(

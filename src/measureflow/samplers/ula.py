@@ -12,7 +12,7 @@ from torch import Tensor
 from measureflow.samplers.base import SamplerParams, noise_like
 from measureflow.targets import Target
 
-__all__ = ["ULAInfo", "ULAParams", "ULAState", "init", "step"]
+__all__ = ["ULAInfo", "ULAParams", "ULAState", "draw", "init", "step", "transition"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,34 @@ def init(
     return ULAState(position)
 
 
+def draw(state: ULAState, generator: torch.Generator | None = None) -> tuple[Tensor]:
+    """The random numbers one :func:`step` consumes, in the order it draws them: xi ~ N(0, I).
+
+    Uses ``state`` only for shapes, dtype and device (the driver may draw ahead of the chain).
+    """
+    return (noise_like(state.position, generator),)
+
+
+def transition(
+    state: ULAState, randoms: tuple[Tensor], target: Target, step_size: float | Tensor, beta: float
+) -> tuple[ULAState, ULAInfo]:
+    """The deterministic part of :func:`step` given its random numbers ``randoms = (xi,)``.
+
+    Pure (``xi`` is not modified); ``step_size`` may be a float or a 0-d tensor, so the driver
+    can compile this function once and run it under a changing step size. With
+    ``step(state) == transition(state, draw(state))`` the compiled and eager chains coincide
+    up to floating-point rounding.
+    """
+    (noise,) = randoms
+    scale = (
+        math.sqrt(2 * step_size / beta) if isinstance(step_size, float)
+        else torch.sqrt(2 * step_size / beta)
+    )
+    gradient = target.grad_energy(state.position)
+    position = scale * noise + state.position - step_size * gradient
+    return ULAState(position), ULAInfo()
+
+
 def step(
     state: ULAState, target: Target, params: ULAParams, *, generator: torch.Generator | None = None
 ) -> tuple[ULAState, ULAInfo]:
@@ -45,6 +73,7 @@ def step(
     """
     gradient = target.grad_energy(state.position)
     noise = noise_like(state.position, generator)
+    # In place on the fresh noise buffer: the same arithmetic as transition(), one allocation.
     position = noise.mul_(math.sqrt(2 * params.step_size / params.beta))
     position.add_(state.position).add_(gradient, alpha=-params.step_size)
     return ULAState(position), ULAInfo()

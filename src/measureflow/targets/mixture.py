@@ -80,11 +80,17 @@ class GaussianMixture(Target):
     def _component_log_probs(self, x: Tensor) -> Tensor:
         """log w_k + log N(x; m_k, C_k), shape ``(n, K)``."""
         if self.isotropic:
-            squared = (
-                (x * x).sum(-1, keepdim=True)
-                - 2 * x @ self.means.T
-                + (self.means * self.means).sum(-1)
-            ).clamp_min(0)
+            if torch.compiler.is_compiling():
+                # Inside a compiled graph the direct form fuses into one loop over the chains;
+                # a matrix product there is a separate, threaded BLAS call that costs more than
+                # the arithmetic for a handful of modes.
+                squared = (x[:, None, :] - self.means).square().sum(-1)
+            else:
+                squared = (
+                    (x * x).sum(-1, keepdim=True)
+                    - 2 * x @ self.means.T
+                    + (self.means * self.means).sum(-1)
+                ).clamp_min(0)
             quadratic = squared / self.stds.square()
         else:
             centred = x[:, None, :] - self.means
@@ -100,7 +106,10 @@ class GaussianMixture(Target):
         responsibilities = (log_probs - log_total).exp()
         if self.isotropic:
             weighted = responsibilities / self.stds.square()
-            gradient = x * weighted.sum(-1, keepdim=True) - weighted @ self.means
+            if torch.compiler.is_compiling():
+                gradient = (weighted[:, :, None] * (x[:, None, :] - self.means)).sum(1)
+            else:
+                gradient = x * weighted.sum(-1, keepdim=True) - weighted @ self.means
         else:
             centred = x[:, None, :] - self.means
             gradient = torch.einsum("nk,nkd,kde->ne", responsibilities, centred, self.precisions)
