@@ -48,11 +48,14 @@ class PSGLDState(NamedTuple):
 def init(
     position: Tensor, target: Target, params: PSGLDParams, *, generator: torch.Generator | None = None
 ) -> PSGLDState:
-    """Start V at the squared full gradient: starting it at 0 would make the first steps
-    1 / sqrt(1 - alpha) = 10 times too long. V forgets its start over a few 1 / (1 - alpha)
-    steps, so chains started far out in the tails begin with too small a preconditioner; a
-    burn-in of several 1 / (1 - alpha) steps removes that."""
-    return PSGLDState(position, target.grad_energy(position).square(), 0)
+    """Start V at the square of a first minibatch gradient: starting it at 0 would make the
+    first steps 1 / sqrt(1 - alpha) = 10 times too long, and the full gradient would be near 0
+    for chains started at a mode although minibatch gradients are not (G = 1 / sqrt(V) would
+    then be huge). V forgets its start over a few 1 / (1 - alpha) steps, so chains started far
+    out in the tails begin with too small a preconditioner; a burn-in of several
+    1 / (1 - alpha) steps removes that."""
+    gradient, _ = gradient_estimate(target, position, params.batch_size, generator)
+    return PSGLDState(position, gradient.square(), 0)
 
 
 def step(

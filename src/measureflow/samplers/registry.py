@@ -29,7 +29,6 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "psgld", psgld.PSGLDParams, psgld.init, psgld.step,
         "RMSprop-preconditioned SGLD (Li et al. 2016)",
         data_grads_per_step=psgld.data_grads,
-        init_grads=lambda state: 1,
     ),
     "sghmc": SamplerSpec(
         "sghmc", sghmc.SGHMCParams, sghmc.init, sghmc.step,
