@@ -26,8 +26,8 @@ def _targets():
     labels = (torch.rand(40, generator=generator, dtype=F64) < 0.5).to(F64)
     return {
         "gaussian": mf.targets.Gaussian(torch.ones(3, dtype=F64), a @ a.T + torch.eye(3, dtype=F64)),
-        "mixture-iso": mf.targets.GaussianMixture(means, torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=F64)),
-        "mixture-full": mf.targets.GaussianMixture(means, covs, torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)),
+        "mixture-iso": mf.targets.GaussianMixture(means, torch.tensor([0.5, 1.0, 1.5, 2.0])),
+        "mixture-full": mf.targets.GaussianMixture(means, covs, torch.tensor([1.0, 2.0, 3.0, 4.0])),
         "double-well": mf.targets.DoubleWell(3).double(),
         "rastrigin": mf.targets.Rastrigin(3).double(),
         "banana": mf.targets.Banana(3).double(),
@@ -55,11 +55,14 @@ def _grid_integral_2d(log_density, lo, hi, n=801):
     return float(torch.trapezoid(torch.trapezoid(values, axis), axis))
 
 
+COV_2D = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=F64)
+
+
 @pytest.mark.parametrize("beta", [1.0, 2.5])
 @pytest.mark.parametrize(
     "target,box",
     [
-        (mf.targets.Gaussian(torch.tensor([0.5, -1.0], dtype=F64), torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=F64)), 12),
+        (mf.targets.Gaussian(torch.tensor([0.5, -1.0], dtype=F64), COV_2D), 12),
         (mf.targets.Banana(scale=1.0, curvature=0.5).double(), 12),
         (mf.targets.Funnel(dim=2, scale=1.0).double(), 12),
         (mf.targets.DoubleWell(2).double(), 4),
@@ -132,7 +135,7 @@ def test_mixture_sampler_moments():
     target = mf.targets.GaussianMixture(means, covs, weights)
     draws = target.sample(40000, generator=torch.Generator().manual_seed(5))
     mean = weights @ means
-    second = sum(w * (c + torch.outer(m, m)) for w, m, c in zip(weights, means, covs))
+    second = sum(w * (c + torch.outer(m, m)) for w, m, c in zip(weights, means, covs, strict=True))
     cov = second - torch.outer(mean, mean)
     # Mixture draws are not Gaussian: use the plain CLT standard error of the mean.
     assert_within_se(draws.mean(0), mean, (torch.diagonal(cov) / 40000).sqrt(), "mixture mean")
@@ -209,12 +212,15 @@ def test_from_energy_and_user_errors():
 @pytest.mark.parametrize(
     "build,message",
     [
-        (lambda: mf.targets.Gaussian(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])), "positive definite"),
+        (lambda: mf.targets.Gaussian(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
+         "positive definite"),
         (lambda: mf.targets.Gaussian(torch.zeros(2), torch.eye(3)), "shape"),
         (lambda: mf.targets.Gaussian(torch.tensor([0.0, float("nan")]), torch.eye(2)), "NaN"),
-        (lambda: mf.targets.GaussianMixture(torch.zeros(2, 2), weights=torch.tensor([1.0, -1.0])), "positive"),
+        (lambda: mf.targets.GaussianMixture(torch.zeros(2, 2), weights=torch.tensor([1.0, -1.0])),
+         "positive"),
         (lambda: mf.targets.DoubleWell(0), "positive integer"),
-        (lambda: mf.targets.LogisticRegression(torch.zeros(3, 2), torch.tensor([0.0, 1.0, 2.0])), "0 or 1"),
+        (lambda: mf.targets.LogisticRegression(torch.zeros(3, 2), torch.tensor([0.0, 1.0, 2.0])),
+         "0 or 1"),
         (lambda: mf.targets.Rastrigin(2, amplitude=-1), "positive"),
     ],
 )
