@@ -124,6 +124,9 @@ def _write_run(out: Path, result: mf.SampleResult, data: dict[str, Any], figure:
         arrays["energy_trace"] = result.energy_trace.cpu().numpy()
     if result.acceptance is not None:
         arrays["acceptance"] = result.acceptance.cpu().numpy()
+    # result.json marks a complete run: drop an earlier run's before replacing its other files,
+    # so a failure half-way never leaves an old summary beside new samples.
+    (out / "result.json").unlink(missing_ok=True)
     save_figure(figure, out / "sample.png")
     save_npz(out / "samples.npz", **arrays)
     atomic_write_json(out / "result.json", json_safe(data))

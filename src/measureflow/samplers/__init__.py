@@ -2,7 +2,7 @@
 driver (:func:`sample`, :func:`run`) that runs any of them over many chains at once."""
 
 from measureflow.samplers import annealed, mala, psgld, sghmc, sgld, ula
-from measureflow.samplers._optimize import find_mode
+from measureflow.samplers._optimize import find_mode, find_mode_counted
 from measureflow.samplers.base import SamplerParams, SamplerSpec
 from measureflow.samplers.driver import DualAveraging, SampleResult, run, sample
 from measureflow.samplers.registry import SAMPLERS, get_sampler
@@ -15,6 +15,7 @@ __all__ = [
     "SamplerSpec",
     "annealed",
     "find_mode",
+    "find_mode_counted",
     "get_sampler",
     "mala",
     "psgld",

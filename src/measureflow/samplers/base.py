@@ -40,9 +40,10 @@ class SamplerSpec:
     report ``Info.is_accepted``; ``target_acceptance`` (when set) makes the driver adapt the
     step size toward it during burn-in. ``data_grads_per_step`` counts per-datum gradient
     evaluations per chain and step on a finite-sum target (``None``: one full gradient);
-    ``init_grads`` the full gradients ``init`` evaluates per chain (a mode search counts all
-    of its evaluations). A sampler whose step splits into ``draw(state, generator)`` (its random
-    numbers, in the order ``step`` draws them) and a pure ``transition(state, randoms, target,
+    ``init_grads`` the gradient evaluations ``init`` spends per chain (a mode search counts all
+    of its evaluations) and ``init_data_grads`` their per-datum cost on a finite-sum target
+    (default: each is a full gradient, N). A sampler whose step splits into
+    ``draw(state, generator)`` (its random numbers, in the order ``step`` draws them) and a pure ``transition(state, randoms, target,
     step_size, beta)`` declares both: with ``compile=True`` the driver compiles the transition
     into one graph and draws the noise outside it.
     """
@@ -57,6 +58,7 @@ class SamplerSpec:
     data_grads_per_step: Callable[[Target, Any], float] | None = None
     configure: Callable[[Any, int], Any] | None = None
     init_grads: Callable[[Any], int] = lambda state: 0
+    init_data_grads: Callable[[Any, Target, Any], float] | None = None
     draw: Callable[..., Any] | None = None
     transition: Callable[..., Any] | None = None
 

@@ -18,7 +18,7 @@ from measureflow._core import as_tensor, check_finite, make_generator, progress_
 from measureflow.metrics import ess as effective_sample_size
 from measureflow.metrics import rhat as split_rhat
 from measureflow.samplers.base import SamplerParams, SamplerSpec
-from measureflow.samplers.registry import get_sampler
+from measureflow.samplers.registry import SAMPLERS, get_sampler
 from measureflow.targets import FiniteSumTarget, Target
 
 __all__ = ["DualAveraging", "SampleResult", "run", "sample"]
@@ -129,19 +129,6 @@ class DualAveraging:
         return math.exp(self.log_step_avg)
 
 
-class _CompiledTarget:
-    """A target whose energy and gradients run as ``torch.compile`` graphs (fixed shapes)."""
-
-    def __init__(self, target: Target) -> None:
-        self._target = target
-        self.energy = torch.compile(target.energy, dynamic=False)
-        self.grad_energy = torch.compile(target.grad_energy, dynamic=False)
-        self.energy_and_grad = torch.compile(target.energy_and_grad, dynamic=False)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
-
-
 # Below this many random numbers per step the hand-off to a helper thread costs more than
 # drawing them in the loop (2-D ring, 10,000 chains: 20,000 normals take ~50 us).
 _PREFETCH_MIN_NUMBERS = 1 << 17
@@ -211,10 +198,6 @@ class _FusedStep:
             self._pool = None
 
 
-def _is_finite_sum(target: Any) -> bool:
-    return isinstance(getattr(target, "_target", target), FiniteSumTarget)
-
-
 def run(
     target: Target,
     spec: SamplerSpec,
@@ -230,6 +213,7 @@ def run(
     diagnostics: bool = True,
     progress: bool = True,
     check_every: int = 100,
+    compile: bool = False,
 ) -> SampleResult:
     """Run ``spec``'s kernel from ``position`` ``(n_chains, d)`` for ``burn_in + n_steps`` steps.
 
@@ -237,6 +221,8 @@ def run(
     a sampler with a target acceptance rate adapts its step size by dual averaging (when
     ``adapt_step_size``); the averaged step size is then frozen, so the kept chain is an exact
     MCMC chain. Positions are checked for NaN/inf every ``check_every`` steps and at the end.
+    With ``compile``, a sampler that declares ``draw``/``transition`` runs its transition as
+    one compiled graph (see :class:`_FusedStep`).
     """
     n_steps, burn_in, thin = int(n_steps), int(burn_in), int(thin)
     if n_steps < 1 or burn_in < 0 or thin < 1:
@@ -263,15 +249,16 @@ def run(
     )
 
     total = burn_in + n_steps
-    step: Any = spec.step
-    if isinstance(target, _CompiledTarget) and spec.transition is not None:
-        # One eager call for the initial state (compiling it would cost more than it saves).
-        state = spec.init(position, target._target, params, generator=generator)
-        step = _FusedStep(
-            spec.draw, spec.transition, target._target, params, state, total, generator
+    if compile and (spec.transition is None or spec.draw is None):
+        compilable = [name for name, entry in SAMPLERS.items() if entry.transition is not None]
+        raise ValueError(
+            f"compile=True is available for samplers with a compiled transition "
+            f"({', '.join(compilable)}), not {spec.name!r}; run it with compile=False"
         )
-    else:
-        state = spec.init(position, target, params, generator=generator)
+    step: Any = spec.step
+    state = spec.init(position, target, params, generator=generator)
+    if compile:
+        step = _FusedStep(spec.draw, spec.transition, target, params, state, total, generator)
     initial_grads = spec.init_grads(state)
     bar = progress_bar(total, f"{spec.name}", enabled=progress)
     update_every = max(1, total // 100)
@@ -306,13 +293,17 @@ def run(
     if diagnostics and n_kept >= 4:
         ess, rhat = effective_sample_size(samples), split_rhat(samples)
     data_grads = None
-    if _is_finite_sum(target):
+    if isinstance(target, FiniteSumTarget):
         n_terms = target.n_terms
         per_step = (
             spec.data_grads_per_step(target, params) if spec.data_grads_per_step is not None
             else n_terms
         )
-        data_grads = total * per_step + initial_grads * n_terms
+        initial = (
+            spec.init_data_grads(state, target, params) if spec.init_data_grads is not None
+            else initial_grads * n_terms
+        )
+        data_grads = total * per_step + initial
     return SampleResult(
         samples=samples,
         energy_trace=energies,
@@ -369,8 +360,9 @@ def sample(
     which every ``thin``-th is kept. ``init`` ``(n_chains, d)`` sets the starting points
     (default: the target's, standard normal). Randomness comes from ``generator`` if given,
     else from a generator seeded with ``seed``. ``device``/``dtype`` move a copy of the target;
-    by default both follow the target (or ``init``). ``compile`` runs the target's energy and
-    gradient through ``torch.compile`` (worth it for long runs on many chains).
+    by default both follow the target (or ``init``). ``compile`` (ula, mala) compiles each
+    step's deterministic part into one ``torch.compile`` graph and draws its noise outside it:
+    the same chain, faster on many chains once the one-off compilation (seconds) is paid.
 
     >>> import measureflow as mf
     >>> result = mf.sample(mf.targets.DoubleWell(), "mala", n_chains=8, n_steps=50,
@@ -406,6 +398,11 @@ def sample(
         target = copy.deepcopy(target).to(device=device, dtype=dtype)
     if generator is None:
         generator = make_generator(seed, device)
+    elif generator.device.type != device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but the chains run on {device}; "
+            f"pass a generator on {device} (or a seed)"
+        )
 
     if init is None:
         position = target.initial_positions(n_chains, generator)
@@ -419,10 +416,9 @@ def sample(
         check_finite(position, "init")
         position = position.expand(n_chains, target.dim).clone()
 
-    kernel_target: Any = _CompiledTarget(target) if compile else target
     with torch.no_grad():
         return run(
-            kernel_target, spec, params, position,
+            target, spec, params, position, compile=compile,
             n_steps=n_steps, burn_in=burn_in, thin=thin, generator=generator,
             adapt_step_size=adapt_step_size, record_energy=record_energy,
             diagnostics=diagnostics, progress=progress,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from measureflow.samplers import annealed, mala, psgld, sghmc, sgld, ula
-from measureflow.samplers.base import SamplerSpec
+from measureflow.samplers.base import SamplerSpec, minibatch_cost
 
 __all__ = ["SAMPLERS", "get_sampler"]
 
@@ -29,6 +29,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "psgld", psgld.PSGLDParams, psgld.init, psgld.step,
         "RMSprop-preconditioned SGLD (Li et al. 2016)",
         data_grads_per_step=psgld.data_grads,
+        init_grads=lambda state: 1,
+        init_data_grads=lambda state, target, params: minibatch_cost(target, params.batch_size),
     ),
     "sghmc": SamplerSpec(
         "sghmc", sghmc.SGHMCParams, sghmc.init, sghmc.step,

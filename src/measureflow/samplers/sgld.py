@@ -143,4 +143,6 @@ def data_grads(target: Target, params: SGLDParams) -> float:
 
 
 def cv_data_grads(target: Target, params: SGLDParams) -> float:
-    return 2 * minibatch_cost(target, params.batch_size)
+    if isinstance(target, FiniteSumTarget) and params.batch_size < target.n_terms:
+        return 2 * minibatch_cost(target, params.batch_size)
+    return minibatch_cost(target, params.batch_size)  # the exact gradient, once

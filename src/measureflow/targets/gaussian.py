@@ -30,7 +30,7 @@ class Gaussian(Target):
     def __init__(self, mean, cov) -> None:
         dtype = common_dtype(mean, cov)
         mean = as_buffer(mean, "mean", 1, dtype)
-        cov = as_buffer(cov, "cov", 1 if torch.as_tensor(cov).ndim == 1 else 2, dtype)
+        cov = as_buffer(cov, "cov", 1 if torch.as_tensor(cov).ndim == 1 else 2, dtype).to(mean.device)
         if cov.ndim == 1:
             cov = torch.diag(cov)
         dim = mean.shape[0]
@@ -42,7 +42,7 @@ class Gaussian(Target):
         if int(info) != 0:
             raise ValueError("cov must be positive definite (its Cholesky factorization failed)")
         super().__init__(dim)
-        self._anchor = self._anchor.to(dtype)
+        self._anchor = self._anchor.to(device=mean.device, dtype=dtype)
         self.register_buffer("mean", mean)
         self.register_buffer("cov", cov)
         self.register_buffer("cholesky", cholesky)

@@ -32,7 +32,7 @@ class LogisticRegression(FiniteSumTarget):
     def __init__(self, features, labels, prior_std: float = 1.0, intercept: bool = True) -> None:
         dtype = common_dtype(features)
         features = as_buffer(features, "features", 2, dtype)
-        labels = as_buffer(labels, "labels", 1, dtype)
+        labels = as_buffer(labels, "labels", 1, dtype).to(features.device)
         if labels.shape[0] != features.shape[0]:
             raise ValueError(
                 f"features has {features.shape[0]} rows but labels has {labels.shape[0]} entries"
@@ -42,7 +42,7 @@ class LogisticRegression(FiniteSumTarget):
         if intercept:
             features = torch.cat([torch.ones_like(features[:, :1]), features], dim=1)
         super().__init__(features.shape[1])
-        self._anchor = self._anchor.to(dtype)
+        self._anchor = self._anchor.to(device=features.device, dtype=dtype)
         self.prior_std = check_positive(prior_std, "prior_std")
         self.intercept = bool(intercept)
         self.n_terms = features.shape[0]

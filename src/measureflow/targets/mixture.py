@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from measureflow._core import check_positive
 from measureflow.targets.base import Target, as_buffer, check_beta_one, common_dtype
 
 __all__ = ["GaussianMixture"]
@@ -15,11 +16,11 @@ __all__ = ["GaussianMixture"]
 class GaussianMixture(Target):
     """The mixture sum_k w_k N(m_k, C_k) as the Gibbs measure at beta = 1 of L = -log p.
 
-    ``covs`` may be ``(K, d, d)`` full covariances, ``(K,)`` isotropic standard deviations
-    (C_k = s_k^2 I), a single number (one common standard deviation), or ``None`` (identity).
-    The isotropic form takes a fused path: one ``(n, K)`` matrix product gives all squared
-    distances, and the gradient grad L(x) = sum_k r_k(x) (x - m_k) / s_k^2 with responsibilities
-    r_k = softmax_k(log w_k + log N(x; m_k, s_k^2 I)) needs no autograd.
+    ``covs`` may be ``(K, d, d)`` full covariances, ``(K,)`` isotropic variances (C_k = v_k I,
+    as a vector ``cov`` means variances for :class:`Gaussian`), a single number (one common
+    variance), or ``None`` (identity). The gradient is analytic:
+    grad L(x) = sum_k r_k(x) C_k^{-1} (x - m_k) with responsibilities
+    r_k = softmax_k(log w_k + log N(x; m_k, C_k)).
     At beta != 1, pi_beta is p^beta / Z: the normalizer and the exact sampler are then unknown.
 
     >>> import torch, measureflow as mf
@@ -33,34 +34,51 @@ class GaussianMixture(Target):
     def __init__(self, means, covs=None, weights=None) -> None:
         dtype = common_dtype(means, covs, weights)
         means = as_buffer(means, "means", 2, dtype)
+        device = means.device
         n_modes, dim = means.shape
         weights = (
-            torch.full((n_modes,), 1.0 / n_modes, dtype=dtype)
+            torch.full((n_modes,), 1.0 / n_modes, dtype=dtype, device=device)
             if weights is None
-            else as_buffer(weights, "weights", 1, dtype)
+            else as_buffer(weights, "weights", 1, dtype).to(device)
         )
         if weights.shape != (n_modes,) or bool((weights <= 0).any()):
             raise ValueError(f"weights must be {n_modes} positive numbers, got {weights.tolist()}")
         weights = weights / weights.sum()
         super().__init__(dim)
-        self._anchor = self._anchor.to(dtype)
+        self._anchor = self._anchor.to(device=device, dtype=dtype)
         self.register_buffer("means", means)
         self.register_buffer("log_weights", weights.log())
         if covs is None or isinstance(covs, (int, float)) or torch.as_tensor(covs).ndim <= 1:
-            stds = torch.ones(n_modes, dtype=dtype) if covs is None else torch.as_tensor(covs, dtype=dtype)
-            stds = stds.expand(n_modes).clone() if stds.ndim == 0 else stds
-            if stds.shape != (n_modes,) or bool((stds <= 0).any()) or not bool(torch.isfinite(stds).all()):
-                raise ValueError(f"isotropic covs must be {n_modes} positive standard deviations")
+            variances = (
+                torch.ones(n_modes, dtype=dtype, device=device) if covs is None
+                else torch.as_tensor(covs, dtype=dtype).to(device)
+            )
+            variances = variances.expand(n_modes).clone() if variances.ndim == 0 else variances
+            if (
+                variances.shape != (n_modes,)
+                or bool((variances <= 0).any())
+                or not bool(torch.isfinite(variances).all())
+            ):
+                raise ValueError(
+                    f"isotropic covs must be {n_modes} positive variances (C_k = v_k I), got {covs!r}"
+                )
             self.isotropic = True
-            self.register_buffer("stds", stds)
+            self.register_buffer("variances", variances)
+            stds = variances.sqrt()
             self.register_buffer("cholesky", torch.diag_embed(stds[:, None].expand(n_modes, dim)))
         else:
-            covs = as_buffer(covs, "covs", 3, dtype)
+            covs = as_buffer(covs, "covs", 3, dtype).to(device)
             if covs.shape != (n_modes, dim, dim):
-                raise ValueError(f"covs must have shape ({n_modes}, {dim}, {dim}), got {tuple(covs.shape)}")
+                raise ValueError(
+                    f"covs must have shape ({n_modes}, {dim}, {dim}), got {tuple(covs.shape)}"
+                )
+            # Cholesky reads one triangle only: check symmetry, or an asymmetric matrix would be
+            # silently replaced by its lower triangle's symmetrization.
+            if not torch.allclose(covs, covs.mT, rtol=1e-5, atol=1e-8):
+                raise ValueError("every covariance in covs must be symmetric")
             cholesky, info = torch.linalg.cholesky_ex(covs)
             if bool((info != 0).any()):
-                raise ValueError("every covariance in covs must be symmetric positive definite")
+                raise ValueError("every covariance in covs must be positive definite")
             self.isotropic = False
             self.register_buffer("cholesky", cholesky)
             self.register_buffer("precisions", torch.cholesky_inverse(cholesky))
@@ -72,28 +90,20 @@ class GaussianMixture(Target):
 
     @classmethod
     def ring(cls, n_modes: int = 8, radius: float = 4.0, std: float = 0.5) -> GaussianMixture:
-        """``n_modes`` equal-weight isotropic Gaussians evenly spaced on a circle in 2-D."""
+        """``n_modes`` equal-weight isotropic Gaussians (standard deviation ``std``) evenly spaced
+        on a circle of ``radius`` in 2-D."""
         angles = torch.arange(n_modes, dtype=torch.get_default_dtype()) * (2 * math.pi / n_modes)
         means = radius * torch.stack([angles.cos(), angles.sin()], dim=-1)
-        return cls(means, torch.full((n_modes,), float(std)))
+        return cls(means, torch.full((n_modes,), float(std) ** 2))
 
     def _component_log_probs(self, x: Tensor) -> Tensor:
         """log w_k + log N(x; m_k, C_k), shape ``(n, K)``."""
+        # Differences first, then squares: the expanded ||x||^2 - 2 x.m + ||m||^2 loses every
+        # digit in float32 when x and m are far from the origin but close to each other.
+        centred = x[:, None, :] - self.means
         if self.isotropic:
-            if torch.compiler.is_compiling():
-                # Inside a compiled graph the direct form fuses into one loop over the chains;
-                # a matrix product there is a separate, threaded BLAS call that costs more than
-                # the arithmetic for a handful of modes.
-                squared = (x[:, None, :] - self.means).square().sum(-1)
-            else:
-                squared = (
-                    (x * x).sum(-1, keepdim=True)
-                    - 2 * x @ self.means.T
-                    + (self.means * self.means).sum(-1)
-                ).clamp_min(0)
-            quadratic = squared / self.stds.square()
+            quadratic = centred.square().sum(-1) / self.variances
         else:
-            centred = x[:, None, :] - self.means
             quadratic = (torch.einsum("nkd,kde->nke", centred, self.precisions) * centred).sum(-1)
         return self.log_weights + self.log_norms - 0.5 * quadratic
 
@@ -104,14 +114,11 @@ class GaussianMixture(Target):
         log_probs = self._component_log_probs(self._as_input(x))
         log_total = torch.logsumexp(log_probs, dim=-1, keepdim=True)
         responsibilities = (log_probs - log_total).exp()
+        centred = x[:, None, :] - self.means
         if self.isotropic:
-            weighted = responsibilities / self.stds.square()
-            if torch.compiler.is_compiling():
-                gradient = (weighted[:, :, None] * (x[:, None, :] - self.means)).sum(1)
-            else:
-                gradient = x * weighted.sum(-1, keepdim=True) - weighted @ self.means
+            weighted = responsibilities / self.variances
+            gradient = (weighted[:, :, None] * centred).sum(1)
         else:
-            centred = x[:, None, :] - self.means
             gradient = torch.einsum("nk,nkd,kde->ne", responsibilities, centred, self.precisions)
         return -log_total[:, 0], gradient
 
@@ -119,7 +126,7 @@ class GaussianMixture(Target):
         return self.energy_and_grad(x)[1]
 
     def log_normalizer(self, beta: float = 1.0) -> float | None:
-        return 0.0 if beta == 1.0 else None
+        return 0.0 if check_positive(beta, "beta") == 1.0 else None
 
     def sample(self, n: int, beta: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
         check_beta_one(beta, "exact sampling of a Gaussian mixture")
