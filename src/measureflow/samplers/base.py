@@ -44,8 +44,9 @@ class SamplerSpec:
     of its evaluations) and ``init_data_grads`` their per-datum cost on a finite-sum target
     (default: each is a full gradient, N). A sampler whose step splits into
     ``draw(state, generator)`` (its random numbers, in the order ``step`` draws them) and a
-    pure ``transition(state, randoms, target, step_size, beta)`` declares both: with ``compile=True`` the driver compiles the transition
-    into one graph and draws the noise outside it.
+    pure ``transition(state, randoms, target, step_size, beta)`` declares both: with
+    ``compile=True`` the driver compiles the transition into one graph and draws the noise
+    outside it.
     """
 
     name: str
