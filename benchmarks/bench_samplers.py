@@ -56,8 +56,8 @@ def make_targets() -> dict[str, tuple[mf.targets.Target, torch.Tensor, torch.Ten
         means=torch.stack([torch.ones(100), -torch.ones(100)]), covs=torch.ones(2)
     )
     return {
-        "ring": (ring, ring.means.float(), ring.stds.float()),
-        "mix100": (mix100, mix100.means.float(), mix100.stds.float()),
+        "ring": (ring, ring.means.float(), ring.variances.sqrt().float()),
+        "mix100": (mix100, mix100.means.float(), mix100.variances.sqrt().float()),
     }
 
 
