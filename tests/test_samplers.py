@@ -201,6 +201,32 @@ def test_psgld_adapts_to_the_scale_of_each_coordinate():
     assert_within_se(draws.var(0), predicted, se, "pSGLD variances")
 
 
+def test_psgld_correction_is_the_divergence_of_the_preconditioner():
+    # Gamma_j = dG_j / dtheta_j with G(theta) = 1 / (eps + sqrt(alpha V_prev + (1 - alpha) g(theta)^2)),
+    # g the minibatch gradient (minibatch and V_prev held fixed): compare with autograd.
+    from measureflow.samplers import psgld
+
+    features = torch.randn(50, 3, generator=torch.Generator().manual_seed(13), dtype=F64)
+    target = mf.targets.LogisticRegression(features, (features[:, 0] > 0).to(F64))
+    params = psgld.PSGLDParams(step_size=1e-3, alpha=0.9, epsilon=1e-3, batch_size=10)
+    theta = 0.3 * torch.randn(1, target.dim, generator=torch.Generator().manual_seed(14), dtype=F64)
+    index = target.sample_index(1, 10, torch.Generator().manual_seed(15))
+    previous = torch.rand(1, target.dim, generator=torch.Generator().manual_seed(16), dtype=F64)
+
+    def preconditioner(point):
+        gradient = target.minibatch_grad_energy(point[None], index)[0]
+        square_avg = params.alpha * previous[0] + (1 - params.alpha) * gradient.square()
+        return 1 / (params.epsilon + square_avg.sqrt())
+
+    jacobian = torch.autograd.functional.jacobian(preconditioner, theta[0])
+    gradient = target.minibatch_grad_energy(theta, index)
+    square_avg = params.alpha * previous + (1 - params.alpha) * gradient.square()
+    gamma = psgld.preconditioner_divergence(
+        square_avg, gradient, target.minibatch_hessian_diag(theta, index), params
+    )
+    torch.testing.assert_close(gamma[0], torch.diagonal(jacobian), rtol=1e-10, atol=1e-12)
+
+
 def test_psgld_correction_term_runs_and_matches_without_it_for_long_memory():
     features = torch.randn(60, 2, generator=torch.Generator().manual_seed(6), dtype=F64)
     labels = (features[:, 0] > 0).to(F64)

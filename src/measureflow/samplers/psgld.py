@@ -19,7 +19,7 @@ from measureflow.samplers.base import (
 from measureflow.samplers.sgld import SGLDInfo
 from measureflow.targets import FiniteSumTarget, Target
 
-__all__ = ["PSGLDParams", "PSGLDState", "init", "step"]
+__all__ = ["PSGLDParams", "PSGLDState", "init", "preconditioner_divergence", "step"]
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,24 @@ def step(
                     "psgld correction needs a finite-sum target (one with minibatch Hessians)"
                 )
         hessian_diag = target.minibatch_hessian_diag(state.position, index, generator)
-        gamma = -(1 - params.alpha) * preconditioner.square() * gradient * hessian_diag
-        drift = drift + (h / beta) * gamma / root.clamp_min(torch.finfo(root.dtype).tiny)
+        gamma = preconditioner_divergence(square_avg, gradient, hessian_diag, params)
+        drift = drift + (h / beta) * gamma
     noise = noise_like(state.position, generator) * (2 * h * preconditioner / beta).sqrt()
     position = state.position + drift + noise
     return PSGLDState(position, square_avg, state.step + 1), SGLDInfo(h)
+
+
+def preconditioner_divergence(
+    square_avg: Tensor, gradient: Tensor, hessian_diag: Tensor, params: PSGLDParams
+) -> Tensor:
+    """Gamma_j = dG_j / dX_j for G = 1 / (epsilon + sqrt(V)), V = alpha V_prev + (1 - alpha) g^2.
+
+    Through g_j(X): dG_j/dX_j = -G_j^2 (1 - alpha) g_j H_jj / sqrt(V_j), ``(n_chains, d)``.
+    """
+    root = square_avg.sqrt()
+    preconditioner = 1.0 / (params.epsilon + root)
+    slope = -(1 - params.alpha) * preconditioner.square() * gradient * hessian_diag
+    return slope / root.clamp_min(torch.finfo(root.dtype).tiny)
 
 
 def data_grads(target: Target, params: PSGLDParams) -> float:
