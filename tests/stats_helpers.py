@@ -38,3 +38,14 @@ def mean_and_cov_se(draws: torch.Tensor, cov: torch.Tensor):
     cov_se = ((diag[:, None] * diag[None, :] + cov.square()) / (n - 1)).sqrt()
     return mean_se, cov_se
 
+
+
+def double_well_moments(target, beta: float, half_width: float = 4.0) -> tuple[float, float]:
+    """E[x^2] and E[x^4] of one coordinate of the double well's Gibbs measure, by the trapezoid
+    rule on its exact normalized density (40,001 points: error far below any Monte Carlo SE)."""
+    grid = torch.linspace(-half_width, half_width, 40001, dtype=torch.float64)
+    density = target.density_1d(grid, beta)
+    return (
+        float(torch.trapezoid(grid.square() * density, grid)),
+        float(torch.trapezoid(grid**4 * density, grid)),
+    )

@@ -15,7 +15,7 @@ import math
 import pytest
 import scipy.linalg
 import torch
-from stats_helpers import assert_within_se, mean_and_cov_se
+from stats_helpers import assert_within_se, double_well_moments, mean_and_cov_se
 
 import measureflow as mf
 from measureflow.samplers import annealed
@@ -84,10 +84,7 @@ def test_mala_on_the_double_well_matches_quadrature(beta):
         init=start, seed=3, progress=False,
     )
     draws = result.samples[-1, :, 0]
-    grid = torch.linspace(-4, 4, 40001, dtype=F64)
-    density = target.density_1d(grid, beta)
-    moment2 = float(torch.trapezoid(grid.square() * density, grid))
-    moment4 = float(torch.trapezoid(grid**4 * density, grid))
+    moment2, moment4 = double_well_moments(target, beta)
     se = math.sqrt((moment4 - moment2**2) / draws.shape[0])
     assert_within_se(draws.square().mean(), moment2, se, "MALA double-well E[x^2]")
 

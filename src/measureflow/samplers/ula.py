@@ -58,7 +58,9 @@ def transition(
         else torch.sqrt(2 * step_size / beta)
     )
     gradient = target.grad_energy(state.position)
-    position = scale * noise + state.position - step_size * gradient
+    # In place on one fresh buffer: xi itself is left untouched.
+    position = noise * scale
+    position.add_(state.position).sub_(gradient * step_size)
     return ULAState(position), ULAInfo()
 
 
@@ -71,9 +73,4 @@ def step(
     exp(-beta L) up to an O(h) bias (for a Gaussian target N(0, s^2) at beta = 1 the stationary
     variance is s^2 / (1 - h / (2 s^2))).
     """
-    gradient = target.grad_energy(state.position)
-    noise = noise_like(state.position, generator)
-    # In place on the fresh noise buffer: the same arithmetic as transition(), one allocation.
-    position = noise.mul_(math.sqrt(2 * params.step_size / params.beta))
-    position.add_(state.position).add_(gradient, alpha=-params.step_size)
-    return ULAState(position), ULAInfo()
+    return transition(state, draw(state, generator), target, params.step_size, params.beta)
