@@ -1,5 +1,73 @@
-"""Distances and divergences between measures, and sample diagnostics (ESS, R-hat)."""
+"""Distances and divergences between measures, and sample diagnostics (ESS, R-hat).
+
+- kernels and MMD: ``mmd2``, ``mmd_witness``, ``mmd_test``, ``gaussian_mmd2``, the kernel classes;
+- divergences from samples: ``knn_kl``, ``js_divergence``, ``c2st``, ``fisher_divergence``,
+  ``fisher_divergence_from_samples``, ``kde_score``; closed form ``gaussian_kl``;
+- Stein: ``ksd``, ``ksd_squared``;
+- densities on a grid: ``total_variation_grid``, ``kl_grid``, ``hellinger_grid``,
+  ``jensen_shannon_grid``, ``chi2_grid``;
+- chain diagnostics: ``ess``, ``rhat``, ``autocorrelation``.
+"""
 
 from measureflow.metrics.diagnostics import autocorrelation, ess, rhat
+from measureflow.metrics.divergences import (
+    C2STResult,
+    c2st,
+    fisher_divergence,
+    fisher_divergence_from_samples,
+    gaussian_kl,
+    js_divergence,
+    kde_score,
+    knn_kl,
+    score_matching_objective,
+)
+from measureflow.metrics.grid import (
+    chi2_grid,
+    hellinger_grid,
+    jensen_shannon_grid,
+    kl_grid,
+    total_variation_grid,
+)
+from measureflow.metrics.kernels import (
+    EnergyKernel,
+    GaussianKernel,
+    IMQKernel,
+    LaplaceKernel,
+    RadialKernel,
+    median_bandwidth,
+)
+from measureflow.metrics.mmd import MMDTestResult, gaussian_mmd2, mmd2, mmd_test, mmd_witness
+from measureflow.metrics.stein import ksd, ksd_squared
 
-__all__ = ["autocorrelation", "ess", "rhat"]
+__all__ = [
+    "C2STResult",
+    "EnergyKernel",
+    "GaussianKernel",
+    "IMQKernel",
+    "LaplaceKernel",
+    "MMDTestResult",
+    "RadialKernel",
+    "autocorrelation",
+    "c2st",
+    "chi2_grid",
+    "ess",
+    "fisher_divergence",
+    "fisher_divergence_from_samples",
+    "gaussian_kl",
+    "gaussian_mmd2",
+    "hellinger_grid",
+    "jensen_shannon_grid",
+    "js_divergence",
+    "kde_score",
+    "kl_grid",
+    "knn_kl",
+    "ksd",
+    "ksd_squared",
+    "median_bandwidth",
+    "mmd2",
+    "mmd_test",
+    "mmd_witness",
+    "rhat",
+    "score_matching_objective",
+    "total_variation_grid",
+]
