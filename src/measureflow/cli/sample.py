@@ -62,7 +62,7 @@ class SampleSettings:
     steps: int
     burn_in: int
     thin: int
-    step_size: float
+    step_size: float | str
     beta: float
     batch_size: int | None
     friction: float | None
@@ -82,7 +82,14 @@ class SampleSettings:
         check_count(self.thin, "--thin")
         if self.thin > self.steps:
             raise ValueError(f"--thin ({self.thin}) must not exceed --steps ({self.steps})")
-        check_positive_number(self.step_size, "--step-size")
+        if self.step_size != "auto":
+            try:
+                step_size = float(self.step_size)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"--step-size must be a positive number or 'auto', got {self.step_size!r}"
+                ) from None
+            object.__setattr__(self, "step_size", check_positive_number(step_size, "--step-size"))
         check_positive_number(self.beta, "--beta")
         check_seed(self.seed)
         if self.dim is not None:
@@ -147,6 +154,10 @@ def _print_summary(result: mf.SampleResult, target_name: str, out: Path) -> None
     table.add_row("kept samples", f"{summary['n_kept']} steps x {summary['n_chains']} chains, "
                                   f"d = {summary['dim']}")
     table.add_row("step size", f"{result.step_size:.4g}")
+    if result.step_size_search is not None:
+        search = result.step_size_search
+        tried = ", ".join(f"{h:.2g}: {v:.3g}" for h, v in zip(search.grid, search.ksd_squared, strict=True))
+        table.add_row("KSD^2 of the pilots", tried)
     if summary["acceptance_rate"] is not None:
         table.add_row("acceptance rate", f"{summary['acceptance_rate']:.3f}")
     table.add_row("mean", short(summary["mean"]))
@@ -171,7 +182,9 @@ def sample(
     steps: Annotated[int, typer.Option(help="Steps after burn-in.")] = 5000,
     burn_in: Annotated[int, typer.Option(help="Discarded steps first (MALA adapts h here).")] = 1000,
     thin: Annotated[int, typer.Option(help="Keep every thin-th step.")] = 1,
-    step_size: Annotated[float, typer.Option(help="Step size h.")] = 0.01,
+    step_size: Annotated[str, typer.Option(
+        help="Step size h, or 'auto': the grid value whose pilot runs have the smallest kernel "
+             "Stein discrepancy (ula, sgld, sgld-cv, psgld, sghmc).")] = "0.01",
     beta: Annotated[float, typer.Option(help="Inverse temperature (final one for annealed).")] = 1.0,
     batch_size: Annotated[int | None, typer.Option(
         help="Minibatch size (sgld, sgld-cv, psgld, sghmc).")] = None,

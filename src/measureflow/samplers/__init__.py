@@ -3,16 +3,19 @@ driver (:func:`sample`, :func:`run`) that runs any of them over many chains at o
 
 from measureflow.samplers import annealed, mala, psgld, sghmc, sgld, ula
 from measureflow.samplers._optimize import find_mode, find_mode_counted
+from measureflow.samplers.autostep import DEFAULT_STEP_SIZE_GRID, StepSizeSearch, search_step_size
 from measureflow.samplers.base import SamplerParams, SamplerSpec
 from measureflow.samplers.driver import DualAveraging, SampleResult, run, sample
 from measureflow.samplers.registry import SAMPLERS, get_sampler
 
 __all__ = [
+    "DEFAULT_STEP_SIZE_GRID",
     "SAMPLERS",
     "DualAveraging",
     "SampleResult",
     "SamplerParams",
     "SamplerSpec",
+    "StepSizeSearch",
     "annealed",
     "find_mode",
     "find_mode_counted",
@@ -21,6 +24,7 @@ __all__ = [
     "psgld",
     "run",
     "sample",
+    "search_step_size",
     "sghmc",
     "sgld",
     "ula",

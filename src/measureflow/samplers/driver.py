@@ -7,6 +7,7 @@ import dataclasses
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from torch import Tensor
 from measureflow._core import as_tensor, check_finite, make_generator, progress_bar
 from measureflow.metrics import ess as effective_sample_size
 from measureflow.metrics import rhat as split_rhat
+from measureflow.samplers.autostep import DEFAULT_STEP_SIZE_GRID, StepSizeSearch, search_step_size
 from measureflow.samplers.base import SamplerParams, SamplerSpec
 from measureflow.samplers.registry import SAMPLERS, get_sampler
 from measureflow.targets import FiniteSumTarget, Target
@@ -50,6 +52,7 @@ class SampleResult:
     n_data_grads: float | None
     wall_time: float
     final_state: Any = dataclasses.field(repr=False, compare=False)
+    step_size_search: StepSizeSearch | None = None
 
     @property
     def step_size(self) -> float:
@@ -89,6 +92,8 @@ class SampleResult:
             "n_data_grads": self.n_data_grads,
             "wall_time_s": self.wall_time,
         }
+        if self.step_size_search is not None:
+            summary["step_size_search"] = self.step_size_search.to_dict()
         if self.best_energy is not None:
             summary["best_energy_min"] = float(self.best_energy.min())
             summary["best_energy_median"] = float(self.best_energy.median())
@@ -335,7 +340,7 @@ def sample(
     sampler: str = "mala",
     n_chains: int = 1000,
     n_steps: int = 5000,
-    step_size: float = 1e-2,
+    step_size: float | str = 1e-2,
     beta: float = 1.0,
     burn_in: int = 1000,
     thin: int = 1,
@@ -350,6 +355,9 @@ def sample(
     diagnostics: bool = True,
     progress: bool = True,
     compile: bool = False,
+    step_size_grid: Sequence[float] = DEFAULT_STEP_SIZE_GRID,
+    n_pilot_steps: int = 500,
+    n_pilot_chains: int = 1000,
     **options: Any,
 ) -> SampleResult:
     """Draw ``n_chains`` chains from pi_beta = exp(-beta L) with the named sampler.
@@ -363,6 +371,13 @@ def sample(
     by default both follow the target (or ``init``). ``compile`` (ula, mala) compiles each
     step's deterministic part into one ``torch.compile`` graph and draws its noise outside it:
     the same chain, faster on many chains once the one-off compilation (seconds) is paid.
+
+    ``step_size="auto"`` (unadjusted samplers: ula, sgld, sgld-cv, psgld, sghmc) first runs
+    ``n_pilot_steps`` steps of ``n_pilot_chains`` independent chains (started from the initial
+    points, cycled when there are fewer) for each step size of
+    ``step_size_grid`` and keeps the one whose final pilot positions have the smallest IMQ
+    kernel Stein discrepancy to pi_beta (Gorham & Mackey 2017); the grid and its KSD^2 values
+    are in ``result.step_size_search``, and the main run starts afresh from the initial points.
 
     >>> import measureflow as mf
     >>> result = mf.sample(mf.targets.DoubleWell(), "mala", n_chains=8, n_steps=50,
@@ -386,6 +401,17 @@ def sample(
             f"sampler {spec.name!r} has no option(s) {', '.join(sorted(unknown))}; "
             f"its options are {', '.join(sorted(known))}"
         )
+    auto_step = isinstance(step_size, str)
+    if auto_step:
+        if step_size != "auto":
+            raise ValueError(f"step_size must be a positive number or 'auto', got {step_size!r}")
+        if spec.target_acceptance is not None or spec.configure is not None:
+            raise ValueError(
+                f"step_size='auto' chooses the step size of an unadjusted sampler by KSD; "
+                f"{spec.name!r} sets its own (mala adapts it during burn-in, annealed follows "
+                "its schedule): give a number"
+            )
+        step_size = 1.0  # a placeholder until the search below
     params = spec.params(step_size=step_size, beta=beta, **options)
 
     if init is not None:
@@ -417,9 +443,20 @@ def sample(
         position = position.expand(n_chains, target.dim).clone()
 
     with torch.no_grad():
-        return run(
+        search = None
+        if auto_step:
+            n_pilot_chains = int(n_pilot_chains)
+            if n_pilot_chains < 2:
+                raise ValueError(f"n_pilot_chains must be at least 2, got {n_pilot_chains}")
+            search = search_step_size(
+                target, spec, params, position[torch.arange(n_pilot_chains) % n_chains], generator,
+                grid=step_size_grid, n_pilot_steps=n_pilot_steps,
+            )
+            params = params.replace(step_size=search.step_size)
+        result = run(
             target, spec, params, position, compile=compile,
             n_steps=n_steps, burn_in=burn_in, thin=thin, generator=generator,
             adapt_step_size=adapt_step_size, record_energy=record_energy,
             diagnostics=diagnostics, progress=progress,
         )
+    return result if search is None else dataclasses.replace(result, step_size_search=search)
