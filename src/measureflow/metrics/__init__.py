@@ -1,6 +1,9 @@
 """Distances and divergences between measures, and sample diagnostics (ESS, R-hat).
 
 - kernels and MMD: ``mmd2``, ``mmd_witness``, ``mmd_test``, ``gaussian_mmd2``, the kernel classes;
+- optimal transport: ``wasserstein``, ``transport_plan``, ``barycentric_map``,
+  ``sinkhorn_divergence``, ``sliced_wasserstein``, ``wasserstein_1d``, ``wasserstein_1d_grid``,
+  ``gaussian_w2``, ``gaussian_brenier_map``;
 - divergences from samples: ``knn_kl``, ``js_divergence``, ``c2st``, ``fisher_divergence``,
   ``fisher_divergence_from_samples``, ``kde_score``; closed form ``gaussian_kl``;
 - Stein: ``ksd``, ``ksd_squared``;
@@ -38,8 +41,21 @@ from measureflow.metrics.kernels import (
 )
 from measureflow.metrics.mmd import MMDTestResult, gaussian_mmd2, mmd2, mmd_test, mmd_witness
 from measureflow.metrics.stein import ksd, ksd_squared
+from measureflow.metrics.transport import (
+    AffineMap,
+    barycentric_map,
+    gaussian_brenier_map,
+    gaussian_w2,
+    sinkhorn_divergence,
+    sliced_wasserstein,
+    transport_plan,
+    wasserstein,
+    wasserstein_1d,
+    wasserstein_1d_grid,
+)
 
 __all__ = [
+    "AffineMap",
     "C2STResult",
     "EnergyKernel",
     "GaussianKernel",
@@ -48,13 +64,16 @@ __all__ = [
     "MMDTestResult",
     "RadialKernel",
     "autocorrelation",
+    "barycentric_map",
     "c2st",
     "chi2_grid",
     "ess",
     "fisher_divergence",
     "fisher_divergence_from_samples",
+    "gaussian_brenier_map",
     "gaussian_kl",
     "gaussian_mmd2",
+    "gaussian_w2",
     "hellinger_grid",
     "jensen_shannon_grid",
     "js_divergence",
@@ -69,5 +88,11 @@ __all__ = [
     "mmd_witness",
     "rhat",
     "score_matching_objective",
+    "sinkhorn_divergence",
+    "sliced_wasserstein",
     "total_variation_grid",
+    "transport_plan",
+    "wasserstein",
+    "wasserstein_1d",
+    "wasserstein_1d_grid",
 ]
