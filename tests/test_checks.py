@@ -15,7 +15,10 @@ import pytest
 import measureflow as mf
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHECK_NAMES = ["langevin-stationary", "ula-bias", "annealed-rastrigin", "sgld-logistic"]
+CHECK_NAMES = [
+    "langevin-stationary", "ula-bias", "annealed-rastrigin", "sgld-logistic", "mmd-unbiased",
+    "kantorovich-duality", "w2-sample-rate", "distance-geometry",
+]
 
 
 def test_registry_lists_the_checks_in_demo_order():
