@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_samplers.py
+	$(PY) benchmarks/bench_metrics.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"

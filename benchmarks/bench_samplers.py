@@ -16,7 +16,7 @@ chain and step, run by ``jax.lax.scan`` over the kept samples and ``jax.lax.fori
 Compilation is excluded from the throughput (reported separately: the measureflow figure is the
 first run on the shapes minus a warm run's time for the same steps). Each configuration is timed
 ``--repeats`` times, the tools interleaved, and the best time counts. Writes
-``benchmarks/RESULTS.md`` (temp file + rename). ``--quick``: 1,000 chains x 100 steps.
+its section of ``benchmarks/RESULTS.md`` (temp file + rename). ``--quick``: 1,000 chains x 100 steps.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +39,9 @@ os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
 import torch  # noqa: E402
 
 import measureflow as mf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 THIN = 10
@@ -187,22 +189,10 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
 def render(rows: list[dict], info: dict[str, str], args, load: tuple[str, str],
            wall: float) -> str:
     lines = [
-        "# Sampler benchmarks",
+        "## Samplers",
         "",
         f"Written by `benchmarks/bench_samplers.py{' --quick' if args.quick else ''}` on "
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {args.n_chains} chains x "
@@ -315,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     text = render(rows, machine_info(), args, (load_start, load_average()),
                   time.perf_counter() - wall_start)
-    write_atomic(args.out, text)
+    write_section(args.out, "bench_samplers", text)
     print(f"wrote {args.out}")
     return 0
 
