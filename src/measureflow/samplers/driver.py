@@ -448,8 +448,10 @@ def sample(
             n_pilot_chains = int(n_pilot_chains)
             if n_pilot_chains < 2:
                 raise ValueError(f"n_pilot_chains must be at least 2, got {n_pilot_chains}")
+            # Pilot chain i starts where main chain i mod n_chains does.
+            pilot_index = torch.arange(n_pilot_chains, device=position.device) % n_chains
             search = search_step_size(
-                target, spec, params, position[torch.arange(n_pilot_chains) % n_chains], generator,
+                target, spec, params, position[pilot_index], generator,
                 grid=step_size_grid, n_pilot_steps=n_pilot_steps,
             )
             params = params.replace(step_size=search.step_size)
