@@ -16,6 +16,7 @@ eagerly.
 from __future__ import annotations
 
 import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +59,7 @@ def _bandwidths(bandwidth: float | Sequence[float]) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True)
-class RadialKernel:
+class RadialKernel(ABC):
     """k(x, y) = phi(||x - y||^2); subclasses give phi as ``profile`` on squared distances.
 
     ``direct_distances``: phi is not smooth at 0 (it goes through |x - y|), so the squared
@@ -68,8 +69,9 @@ class RadialKernel:
 
     direct_distances = False
 
-    def profile(self, sq_dist: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def profile(self, sq_dist: Tensor) -> Tensor:
+        """phi, elementwise on a tensor of squared distances."""
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         """The kernel matrix ``(n, m)`` of ``x`` ``(n, d)`` against ``y`` ``(m, d)``."""
