@@ -528,13 +528,17 @@ def point_cloud_pairs(draw, max_points: int = 6, max_dim: int = 3):
     return x, y, torch.randperm(n, generator=gen(seed))
 
 
-def check_metric_properties(distance, x, y, permutation, atol):
-    """Symmetry, non-negativity, zero on identical inputs, invariance to permuting samples."""
+def metric_property_violations(distance, x, y, permutation, atol):
+    """The properties that fail among: non-negativity, symmetry, zero on identical inputs,
+    invariance to permuting samples (an empty list when all hold within ``atol``)."""
     forward = float(distance(x, y))
-    assert forward >= -atol
-    assert abs(forward - float(distance(y, x))) <= atol
-    assert abs(float(distance(x, x))) <= atol
-    assert abs(forward - float(distance(x[permutation], y))) <= atol
+    checks = {
+        "non-negative": forward >= -atol,
+        "symmetric": abs(forward - float(distance(y, x))) <= atol,
+        "zero on identical inputs": abs(float(distance(x, x))) <= atol,
+        "permutation invariant": abs(forward - float(distance(x[permutation], y))) <= atol,
+    }
+    return [name for name, holds in checks.items() if not holds]
 
 
 @settings(max_examples=25, deadline=None)
@@ -543,7 +547,9 @@ def test_properties_of_wasserstein(case):
     x, y, permutation = case
     # The LP optimum is unique; the solver's value differs only by rounding of n m terms <= 12^p.
     for p in [1, 2]:
-        check_metric_properties(lambda u, v, p=p: wasserstein(u, v, p), x, y, permutation, atol=1e-9)
+        violations = metric_property_violations(lambda u, v, p=p: wasserstein(u, v, p), x, y, permutation,
+                                                atol=1e-9)
+        assert not violations, (p, violations)
 
 
 @settings(max_examples=25, deadline=None)
@@ -551,15 +557,18 @@ def test_properties_of_wasserstein(case):
 def test_properties_of_sliced_wasserstein(case):
     x, y, permutation = case
     # Same seed, same directions: each 1-D term is exactly symmetric and permutation invariant.
-    check_metric_properties(lambda u, v: sliced_wasserstein(u, v, 2, 16, generator=gen(0)),
-                            x, y, permutation, atol=1e-9)
+    violations = metric_property_violations(lambda u, v: sliced_wasserstein(u, v, 2, 16, generator=gen(0)),
+                                            x, y, permutation, atol=1e-9)
+    assert not violations, violations
 
 
 @settings(max_examples=25, deadline=None)
 @given(point_cloud_pairs(max_dim=1))
 def test_properties_of_wasserstein_1d(case):
     x, y, permutation = case
-    check_metric_properties(lambda u, v: wasserstein_1d(u, v, 1.5), x, y, permutation, atol=1e-9)
+    violations = metric_property_violations(lambda u, v: wasserstein_1d(u, v, 1.5), x, y, permutation,
+                                            atol=1e-9)
+    assert not violations, violations
 
 
 @settings(max_examples=25, deadline=None)
@@ -570,8 +579,9 @@ def test_properties_of_sinkhorn_divergence(case):
     # Points in [-1, 1]^2: max cost <= 8 = 2 eps, so the kernel exp(-C / eps) >= exp(-2) couples all
     # points and Sinkhorn converges fast (well-separated clusters at small eps are the slow case);
     # the solver slack is 8 * 1e-8 * 8 < 1e-6.
-    check_metric_properties(lambda u, v: sinkhorn_divergence(u, v, 4.0, tol=tol), x, y, permutation,
-                            atol=sinkhorn_slack(tol, x, y))
+    violations = metric_property_violations(lambda u, v: sinkhorn_divergence(u, v, 4.0, tol=tol), x, y,
+                                            permutation, atol=sinkhorn_slack(tol, x, y))
+    assert not violations, violations
 
 
 # --------------------------------------------------------------------------------------------------
