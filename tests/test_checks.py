@@ -17,7 +17,8 @@ import measureflow as mf
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHECK_NAMES = [
     "langevin-stationary", "ula-bias", "annealed-rastrigin", "sgld-logistic", "mmd-unbiased",
-    "kantorovich-duality", "w2-sample-rate", "distance-geometry",
+    "kantorovich-duality", "w2-sample-rate", "distance-geometry", "de-bruijn", "lsi-decay",
+    "particles-vs-pde", "wgf-descent", "benamou-brenier", "simplex-methods", "flows-to-mixture",
 ]
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from measureflow.checks import (
     annealed_rastrigin,
+    benamou_brenier,
+    de_bruijn,
     distance_geometry,
+    flows_to_mixture,
     kantorovich_duality,
     langevin_stationary,
+    lsi_decay,
     mmd_unbiased,
+    particles_vs_pde,
     sgld_logistic,
+    simplex_methods,
     ula_bias,
     w2_sample_rate,
+    wgf_descent,
 )
 from measureflow.checks.base import CheckSpec
 
@@ -58,5 +65,44 @@ CHECKS: dict[str, CheckSpec] = {
         "distance-geometry",
         "W1, W2, MMD grow continuously with a shift; KL blows up and JS saturates at log 2",
         distance_geometry.run,
+    ),
+    "de-bruijn": CheckSpec(
+        "de-bruijn",
+        "de Bruijn's identity along GLD: dKL/dt = -(1/beta) I on the double-well grid solution",
+        de_bruijn.run,
+    ),
+    "lsi-decay": CheckSpec(
+        "lsi-decay",
+        "KL decays like exp(-2 m t) under a log-Sobolev inequality (exact for a Gaussian); the "
+        "double well's rate against the Holley-Stroock bound",
+        lsi_decay.run,
+    ),
+    "particles-vs-pde": CheckSpec(
+        "particles-vs-pde",
+        "10^5 ULA particles follow the Fokker-Planck grid solution at t = 0.1, 0.5, 2; the gap is O(h)",
+        particles_vs_pde.run,
+    ),
+    "wgf-descent": CheckSpec(
+        "wgf-descent",
+        "an aggregation-diffusion Wasserstein gradient flow decreases F on particles and on the "
+        "grid, and the two agree as n grows",
+        wgf_descent.run,
+    ),
+    "benamou-brenier": CheckSpec(
+        "benamou-brenier",
+        "Benamou-Brenier: the displacement interpolation between Gaussians has action W2^2 and "
+        "constant speed; 1-D grid W2 matches particles",
+        benamou_brenier.run,
+    ),
+    "simplex-methods": CheckSpec(
+        "simplex-methods",
+        "conditional gradient, projected gradient and mirror descent reach the same minimizer; "
+        "Frank-Wolfe's rates; sparsemax three ways",
+        simplex_methods.run,
+    ),
+    "flows-to-mixture": CheckSpec(
+        "flows-to-mixture",
+        "SVGD, ULA and the MMD flow carry one cloud to a 2-D Gaussian mixture; discrepancy vs time",
+        flows_to_mixture.run,
     ),
 }

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from measureflow import __version__
-from measureflow.cli import checks, report, sample
+from measureflow.cli import checks, flow, report, sample
 
 __all__ = ["app", "main"]
 
@@ -42,6 +42,7 @@ def _root(
 
 
 app.command("sample")(sample.sample)
+app.command("flow")(flow.flow)
 app.command("check")(checks.check)
 app.command("demo")(checks.demo)
 app.command("report")(report.report)
