@@ -26,10 +26,9 @@ from measureflow.flows import (
     Potential,
     Sum,
     flow_figure,
-    knn_entropy,
     run,
 )
-from measureflow.metrics import gaussian_kl
+from measureflow.metrics import gaussian_kl, knn_entropy
 
 F64 = torch.float64
 Z_MAX = 5.0  # two-sided normal tail 6e-7 per comparison, as in tests/stats_helpers.py

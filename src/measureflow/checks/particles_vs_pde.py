@@ -245,6 +245,8 @@ def _figure(solver, solution, probabilities, histograms, tv, null_mean, null_hig
         axis.axhline(null_high[column], color=line.get_color(), linestyle="--", linewidth=0.8)
     axis.set_xscale("log")
     axis.set_yscale("log")
+    axis.set_xticks(STEP_SIZES, [f"{step:g}" for step in STEP_SIZES])
+    axis.minorticks_off()
     axis.set_xlabel("step size h")
     axis.set_ylabel("TV(histogram, grid)")
     axis.set_title("gap vs h (dotted: null mean; dashed: 99.9%)")

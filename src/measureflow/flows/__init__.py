@@ -26,7 +26,6 @@ from measureflow.flows.functionals import (
     PowerInteraction,
     QuadraticInteraction,
     Sum,
-    knn_entropy,
 )
 from measureflow.flows.integrator import FlowResult, run
 
@@ -44,7 +43,6 @@ __all__ = [
     "QuadraticInteraction",
     "Sum",
     "flow_figure",
-    "knn_entropy",
     "run",
     "simplex",
 ]

@@ -4,7 +4,7 @@
 - optimal transport: ``wasserstein``, ``transport_plan``, ``barycentric_map``,
   ``sinkhorn_divergence``, ``sliced_wasserstein``, ``wasserstein_1d``, ``wasserstein_1d_grid``,
   ``gaussian_w2``, ``gaussian_brenier_map``;
-- divergences from samples: ``knn_kl``, ``js_divergence``, ``c2st``, ``fisher_divergence``,
+- divergences from samples: ``knn_kl``, ``knn_entropy``, ``js_divergence``, ``c2st``, ``fisher_divergence``,
   ``fisher_divergence_from_samples``, ``kde_score``; closed form ``gaussian_kl``;
 - Stein: ``ksd``, ``ksd_squared``;
 - densities on a grid: ``total_variation_grid``, ``kl_grid``, ``hellinger_grid``,
@@ -21,6 +21,7 @@ from measureflow.metrics.divergences import (
     gaussian_kl,
     js_divergence,
     kde_score,
+    knn_entropy,
     knn_kl,
     score_matching_objective,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "js_divergence",
     "kde_score",
     "kl_grid",
+    "knn_entropy",
     "knn_kl",
     "ksd",
     "ksd_squared",

@@ -175,5 +175,8 @@ def chi2_grid(p: Any, q: Any, dx: float | Sequence[float]) -> Tensor:
     """
     p, q, axes, volume = _normalized_pair(p, q, dx)
     difference = (p - q).square()
-    terms = torch.where(difference == 0, torch.zeros_like(difference), difference / q)
+    # Decide on the supports, not on the squared difference, which underflows to 0 for a tiny p
+    # where q = 0 (that cell still makes the divergence infinite).
+    outside = torch.where(p > 0, torch.full_like(p, math.inf), torch.zeros_like(p))
+    terms = torch.where(q > 0, difference / q.clamp_min(torch.finfo(q.dtype).tiny), outside)
     return terms.sum(axes) * volume
