@@ -707,36 +707,27 @@ class KL(Functional):
 
     def __post_init__(self) -> None:
         _check_target(self.target)
-        object.__setattr__(self, "beta", _check_beta(self.beta))
-        _check_method(self.method)
-        object.__setattr__(self, "bandwidth", _check_bandwidth(self.bandwidth))
-        if self.bandwidth is not None and self.method == "noise":
-            raise ValueError("bandwidth applies to method='blob' only")
-        _check_block_size(self.block_size)
+        # The entropy term is an Entropy functional (which validates beta, method and bandwidth).
+        entropy = Entropy(self.beta, self.method, self.bandwidth, self.block_size)
+        object.__setattr__(self, "beta", entropy.beta)
+        object.__setattr__(self, "bandwidth", entropy.bandwidth)
+        object.__setattr__(self, "_entropy", entropy)
 
     def value(self, x: Tensor) -> Tensor:
         x = _particles(x)
         _target_dim(self.target, x)
-        if self.method == "noise":
-            neg_entropy = -knn_entropy(x)
-        else:
-            eps = _blob_bandwidth(x, self.bandwidth)
-            neg_entropy = _blob_log_density(x, eps, self.block_size).mean()
-        return _kl_estimate(x, self.target, self.beta, neg_entropy)
+        # Entropy.value is (1/beta) int mu log mu (or its blob version): beta times it is -H.
+        return _kl_estimate(x, self.target, self.beta, self.beta * self._entropy.value(x))
 
     def velocity(self, x: Tensor, *, time: float = 0.0,
                  generator: torch.Generator | None = None) -> Tensor:
         x = _particles(x)
         _target_dim(self.target, x)
-        drift = -_grad_energy(self.target, x)
-        if self.method == "noise":
-            return drift
-        eps = _blob_bandwidth(x, self.bandwidth)
-        return drift + _blob_velocity(x, eps, self.block_size) / self.beta
+        return -_grad_energy(self.target, x) + self._entropy.velocity(x)
 
     @property
     def temperature(self) -> float:
-        return 1.0 / self.beta if self.method == "noise" else 0.0
+        return self._entropy.temperature
 
     @property
     def label(self) -> str:
