@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_samplers.py
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_flows.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"
