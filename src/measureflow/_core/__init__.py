@@ -1,5 +1,6 @@
-"""Small shared pieces: validation, randomness, progress bars and atomic file writes."""
+"""Small shared pieces: validation, randomness, progress bars, atomic file writes and figures."""
 
+from measureflow._core.figures import new_figure, save_figure
 from measureflow._core.io import atomic_path, atomic_write_json, atomic_write_text, save_npz
 from measureflow._core.progress import progress_bar
 from measureflow._core.rng import make_generator, randn
@@ -21,7 +22,9 @@ __all__ = [
     "check_positive",
     "check_probability",
     "make_generator",
+    "new_figure",
     "progress_bar",
     "randn",
+    "save_figure",
     "save_npz",
 ]

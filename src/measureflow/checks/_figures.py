@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from measureflow._core import atomic_path
+from measureflow._core import new_figure, save_figure
 
 __all__ = ["binomial_se", "format_list", "new_figure", "save_figure", "to_numpy"]
-
-
-def new_figure(n_cols: int, n_rows: int = 1, width: float = 4.4, height: float = 3.5):
-    """A figure with an ``(n_rows, n_cols)`` grid of axes (always a 2-D array of axes)."""
-    figure = Figure(figsize=(width * n_cols, height * n_rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(n_rows, n_cols, squeeze=False)
-    return figure, axes
-
-
-def save_figure(figure: Figure, path: Path) -> str:
-    """Write ``figure`` to ``path`` as a PNG (temporary file, then rename); returns the path."""
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    return str(path)
 
 
 def to_numpy(values) -> np.ndarray:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from measureflow._core import new_figure
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -60,9 +62,6 @@ def flow_figure(result: FlowResult, target: Target | None = None, beta: float = 
     >>> len(flow_figure(result).axes)
     4
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if isinstance(n_panels, bool) or not isinstance(n_panels, int) or n_panels < 1:
         raise ValueError(f"n_panels must be a positive integer, got {n_panels!r}")
     snapshots = result.snapshots.detach().double().cpu().numpy()
@@ -71,9 +70,8 @@ def flow_figure(result: FlowResult, target: Target | None = None, beta: float = 
     chosen = np.unique(np.linspace(0, snapshots.shape[0] - 1, count).round().astype(int))
     has_values = result.values is not None
     n_axes = len(chosen) + int(has_values)
-    figure = Figure(figsize=(3.6 * n_axes, 3.4), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, n_axes, squeeze=False)[0]
+    figure, axes = new_figure(n_axes, 1, width=3.6, height=3.4)
+    axes = axes[0]
     dim = snapshots.shape[2]
     every = snapshots[chosen].reshape(-1, dim)
     xlim = _limits(every[:, 0])

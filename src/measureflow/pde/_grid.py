@@ -12,14 +12,13 @@ import copy
 import math
 import numbers
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, atomic_path, check_positive
+from measureflow._core import as_tensor, check_positive
 
 __all__: list[str] = []
 
@@ -210,30 +209,6 @@ def substeps(times: Tensor, max_step: float) -> list[tuple[int, float]]:
 def cell_centres(lo: float, hi: float, n: int) -> tuple[Tensor, float]:
     dx = (hi - lo) / n
     return lo + (torch.arange(n, dtype=DTYPE) + 0.5) * dx, dx
-
-
-def new_figure(n_cols: int, n_rows: int = 1, width: float = 3.6, height: float = 3.0):
-    """A matplotlib figure on the Agg canvas (no pyplot state) with a 2-D array of axes.
-
-    The helpers of ``measureflow.checks._figures`` and ``measureflow.report`` do the same, but
-    they sit in layers above ``pde`` and may not be imported from here.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width * n_cols, height * n_rows), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots(n_rows, n_cols, squeeze=False)
-
-
-def save_figure(figure: Any, path: str | Path) -> str:
-    """Write ``figure`` as a PNG atomically (temporary file, then rename); returns the path."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"path must name a .png file, got {str(path)!r}")
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    return str(path)
 
 
 def pick_indices(count: int, at_most: int) -> list[int]:

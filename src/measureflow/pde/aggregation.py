@@ -44,7 +44,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from measureflow._core import progress_bar
+from measureflow._core import new_figure, progress_bar, save_figure
 from measureflow.pde import _grid
 
 __all__ = ["AggregationDiffusion1D", "AggregationDiffusionSolution"]
@@ -126,7 +126,7 @@ class AggregationDiffusionSolution:
         """Small multiples of p_t and the free-energy curve, written atomically as a PNG."""
         indices = _grid.pick_indices(self.times.shape[0], max(1, int(n_panels)))
         with_curve = self.times.shape[0] > 1
-        figure, axes = _grid.new_figure(len(indices) + int(with_curve), 1)
+        figure, axes = new_figure(len(indices) + int(with_curve), 1, width=3.6, height=3.0)
         top = 1.05 * float(self.p[indices].max())
         for axis, k in zip(axes[0], indices, strict=False):
             axis.plot(self.x.numpy(), self.p[k].numpy(), color="tab:blue", linewidth=1.3)
@@ -140,7 +140,7 @@ class AggregationDiffusionSolution:
             axis.set_xlabel("t")
             axis.set_title("free energy F[p_t]")
         figure.suptitle(f"aggregation-diffusion (beta = {self.beta:g})")
-        return _grid.save_figure(figure, path)
+        return save_figure(figure, path)
 
 
 class AggregationDiffusion1D:

@@ -78,7 +78,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from measureflow._core import progress_bar
+from measureflow._core import new_figure, progress_bar, save_figure
 from measureflow.metrics import kl_grid, wasserstein_1d_grid
 from measureflow.pde import _grid
 
@@ -172,7 +172,7 @@ class FokkerPlanckSolution:
         curve; written atomically as a PNG at ``path``. Returns the path."""
         indices = _grid.pick_indices(self.times.shape[0], max(1, int(n_panels)))
         with_kl = self.times.shape[0] > 1
-        figure, axes = _grid.new_figure(len(indices) + int(with_kl), 1)
+        figure, axes = new_figure(len(indices) + int(with_kl), 1, width=3.6, height=3.0)
         x, gibbs = self.x.numpy(), self.gibbs.numpy()
         top = 1.05 * max(float(self.p[indices].max()), float(self.gibbs.max()))
         for axis, k in zip(axes[0], indices, strict=False):
@@ -191,7 +191,7 @@ class FokkerPlanckSolution:
             axis.set_xlabel("t")
             axis.set_title("KL(p_t || Gibbs)")
         figure.suptitle(f"Fokker-Planck on the grid (beta = {self.beta:g}, n = {self.x.shape[0]})")
-        return _grid.save_figure(figure, path)
+        return save_figure(figure, path)
 
 
 class FokkerPlanck1D:

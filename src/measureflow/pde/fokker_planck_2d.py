@@ -32,7 +32,7 @@ import scipy.sparse.linalg
 import torch
 from torch import Tensor
 
-from measureflow._core import progress_bar
+from measureflow._core import new_figure, progress_bar, save_figure
 from measureflow.metrics import kl_grid
 from measureflow.pde import _grid
 
@@ -130,7 +130,7 @@ class FokkerPlanck2DSolution:
         curve; written atomically as a PNG at ``path``. Returns the path."""
         indices = _grid.pick_indices(self.times.shape[0], max(1, int(n_panels)))
         with_kl = self.times.shape[0] > 1
-        figure, axes = _grid.new_figure(len(indices) + int(with_kl), 1, width=3.4, height=3.2)
+        figure, axes = new_figure(len(indices) + int(with_kl), 1, width=3.4, height=3.2)
         extent = (
             float(self.x2[0] - self.dx[1] / 2), float(self.x2[-1] + self.dx[1] / 2),
             float(self.x1[0] - self.dx[0] / 2), float(self.x1[-1] + self.dx[0] / 2),
@@ -150,7 +150,7 @@ class FokkerPlanck2DSolution:
             axis.set_xlabel("t")
             axis.set_title("KL(p_t || Gibbs)")
         figure.suptitle(f"Fokker-Planck 2-D (beta = {self.beta:g}); white: Gibbs contours")
-        return _grid.save_figure(figure, path)
+        return save_figure(figure, path)
 
 
 class FokkerPlanck2D:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from measureflow._core import atomic_path
+from measureflow._core import save_figure as core_save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -180,6 +180,4 @@ def sample_figure(
 
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     """Write ``figure`` as a PNG to ``path`` atomically (temporary file, then rename)."""
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=dpi)
-    return Path(path)
+    return Path(core_save_figure(figure, path, dpi))
