@@ -87,6 +87,8 @@ BAD_INPUT = {
     "repulsion above attraction": (["--functional", "aggregation", "--repulsion", "3"], "b < a"),
     "mmd without a sampler": (["--functional", "mmd", "--target", "logistic"], "exact sampler"),
     "bandwidth with noise": (["--entropy", "noise", "--bandwidth", "0.3"], "--bandwidth"),
+    "bandwidth with the default entropy": (["--functional", "kl", "--bandwidth", "0.3"], "--entropy blob"),
+    "beta without a target": (["--functional", "aggregation", "--beta", "2"], "--beta"),
     "bad device": (["--device", "tpu"], "--device"),
     "diverging flow": (["--functional", "descent", "--target", "double-well", "--init-scale", "10",
                         "--step-size", "5"], "diverged at step"),

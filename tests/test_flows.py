@@ -405,3 +405,16 @@ def test_star_import():
     namespace: dict = {}
     exec("from measureflow.flows import *", namespace)
     assert {"run", "KL", "SVGD", "MMD", "Interaction", "simplex"} <= set(namespace)
+
+
+def test_power_interaction_at_coinciding_particles():
+    # For b > 1 the pair force |z|^(b-1) -> 0, so a duplicated particle feels only the others:
+    # its velocity equals its velocity in the set without the duplicate, rescaled from n - 1 to n.
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.5], [-1.0, 0.2]], dtype=F64)
+    velocity = Interaction.power(2.0, 1.5).velocity(x)
+    assert bool(torch.isfinite(velocity).all())
+    without = Interaction.power(2.0, 1.5).velocity(x[1:])
+    torch.testing.assert_close(velocity[:2], (without[:1] * 3 / 4).expand(2, 2), rtol=0, atol=1e-14)
+    # For b <= 1 the force is singular there: a clear error instead of NaN.
+    with pytest.raises(ValueError, match="coincide"):
+        Interaction.power(2.0, 1.0).velocity(x)

@@ -65,6 +65,8 @@ def check_particles(value: Any, name: str, *, dim: int | None = None) -> Tensor:
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float after checking it is finite and positive."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

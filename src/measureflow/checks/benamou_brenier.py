@@ -27,11 +27,13 @@ v e^{-2t} + (1 - e^{-2t}) / beta); ULA x <- (1 - h) x + sqrt(2 h / beta) xi afte
 N(a^k m, a^{2k} v + s^2 (1 - a^{2k}) / (1 - a^2)), a = 1 - h, s^2 = 2 h / beta. In 1-D
 W2(N(m1, v1), N(m2, v2))^2 = (m1 - m2)^2 + (sqrt v1 - sqrt v2)^2.
 
-Method. (a) n exact draws from mu_0 move along the two paths in K time slices; the action is the
-sum over slices of mean |x_{t+dt} - x_t|^2 / dt (straight lines: exact for any K), with standard
-error sd(|T(X) - X|^2) / sqrt(n); the action of the competing maps is evaluated in closed form on a
-grid of angles (rotations and reflections) and by particles at a few angles; the geodesic identity
-with ``gaussian_w2`` on the interpolated covariances for all pairs s != t of a time grid.
+Method. (a) The action in Eulerian form: at the midpoints t of K = 16 slices of [0, 1], n fresh
+exact draws y ~ mu_t, the velocity field v_t(y) = (A - I) A_t^{-1} (y - m_t) + m1 - m0 evaluated
+there, and int_0^1 E_{mu_t} |v_t|^2 dt by the midpoint rule (the per-slice energies are reported:
+on a geodesic they are all W2^2), with the standard error of the K independent slice means. The
+action of the competing maps is evaluated in closed form on a grid of angles (rotations and
+reflections) and, as E|M(X - m0) + m1 - X|^2 from particles, at a few angles; the geodesic
+identity with ``gaussian_w2`` on the interpolated covariances for all pairs s != t of a time grid.
 (b) ``mf.pde.FokkerPlanck1D`` on the OU energy from N(2, 0.5^2), ``sol.w2()`` at times t; R
 replicates of n ULA particles (step h), each giving W2(empirical, N(0, 1/beta)) exactly (the
 integral of (x_(i) - Phi^{-1}(u))^2 over u in ((i - 1)/n, i/n] has a closed form).
@@ -41,8 +43,9 @@ is >= W2^2 - 1e-10 and within the grid's resolution of it (quadratic in the spac
 for 0.1 degree spacing), and every competing action >= W2^2 - 1e-10; geodesic defect
 max |W2(mu_s, mu_t) - |t - s| W2| < 1e-10. (b) at every t: |grid - closed form| below the grid
 tolerance (``GRID_RELATIVE_TOLERANCE`` x W2, second order in the cell width; the measured error
-is reported), |particle mean - ULA closed form| < 4 SE (SE of the mean of the R replicates), and
-|particle mean - grid| < 4 SE + |ULA bias| + grid tolerance, the bound the two facts imply.
+is reported) and |particle mean - ULA closed form| < 4 SE (SE of the mean of the R replicates).
+Together they imply |particle mean - grid| < 4 SE + |ULA bias| + grid tolerance (triangle
+inequality), which is reported, not voted on.
 The Monte Carlo bias of the empirical W2 (E W2^2(mu_n, mu) ~ log log n / n for a Gaussian, i.e.
 ~1e-4 at n = 2e4, a W2 bias below 1e-3 even at the smallest W2 here) is below one SE; the false
 alarm rate of the 4-SE comparisons is about 6e-5 each.
@@ -123,12 +126,36 @@ def _linear_action(maps: Tensor, m0: Tensor, S0: Tensor, m1: Tensor) -> Tensor: 
 
 
 def _particle_action(x0: Tensor, x1: Tensor) -> tuple[float, float]:
-    """Action of straight paths x_t = (1 - t) x0 + t x1 in N_SLICES slices, and its SE."""
-    times = torch.linspace(0.0, 1.0, N_SLICES + 1, dtype=x0.dtype, device=x0.device)
-    path = (1 - times)[:, None, None] * x0 + times[:, None, None] * x1  # (K + 1, n, d)
-    increments = (path[1:] - path[:-1]).square().sum(-1) / (times[1:] - times[:-1])[:, None]
-    per_particle = increments.sum(0)
+    """Lagrangian action E|x1 - x0|^2 of straight paths from x0 to x1 ``(n, d)``, and its SE."""
+    per_particle = (x1 - x0).square().sum(-1)
     return float(per_particle.mean()), float(per_particle.std() / math.sqrt(per_particle.numel()))
+
+
+def _eulerian_action(matrix: Tensor, m0: Tensor, S0: Tensor, m1: Tensor, n: int,  # noqa: N803
+                     generator: torch.Generator, device: str) -> tuple[float, float, list[float]]:
+    """int_0^1 int |v_t|^2 dmu_t dt for the displacement interpolation of T(x) = m1 + A (x - m0).
+
+    mu_t = N(m_t, A_t S0 A_t), A_t = (1 - t) I + t A, m_t = (1 - t) m0 + t m1, and the Eulerian
+    velocity field is v_t(y) = (A - I) A_t^{-1} (y - m_t) + m1 - m0 (the particle at y came from
+    x = m0 + A_t^{-1} (y - m_t)). Fresh exact draws y ~ mu_t at the midpoints of ``N_SLICES``
+    slices; returns the action (midpoint rule), its SE and the per-slice energies.
+    """
+    identity = torch.eye(m0.shape[0], dtype=torch.float64)
+    factor = torch.linalg.cholesky(S0)
+    energies, variances = [], []
+    for k in range(N_SLICES):
+        t = (k + 0.5) / N_SLICES
+        a_t = (1 - t) * identity + t * matrix
+        m_t = (1 - t) * m0 + t * m1
+        z = torch.randn(n, m0.shape[0], generator=generator, dtype=torch.float64, device=device)
+        y = z @ (a_t @ factor).T.to(device) + m_t.to(device)
+        field = (matrix - identity) @ torch.linalg.inv(a_t)
+        velocity = (y - m_t.to(device)) @ field.T.to(device) + (m1 - m0).to(device)
+        squared = velocity.square().sum(-1)
+        energies.append(float(squared.mean()))
+        variances.append(float(squared.var()) / n)
+    action = sum(energies) / N_SLICES
+    return action, math.sqrt(sum(variances)) / N_SLICES, energies
 
 
 def w2_to_standard_normal(x: Tensor, scale: float = 1.0) -> Tensor:
@@ -160,10 +187,16 @@ def _gaussian_w2_1d(mean: float, variance: float, target_variance: float) -> flo
 def _geodesic_part(settings: _Settings, generator: torch.Generator, device: str) -> dict:
     m0, S0, m1, S1 = _gaussians()
     w2 = float(gaussian_w2(m0, S0, m1, S1))
-    brenier = gaussian_brenier_map(m0, S0, m1, S1)
+    brenier = gaussian_brenier_map(m0, S0, m1, S1)  # on the CPU, like the closed forms
+
+    def push(x: Tensor, matrix: Tensor) -> Tensor:
+        return (x - m0.to(x.device)) @ matrix.T.to(x.device) + m1.to(x.device)
+
+    action, action_se, slice_energies = _eulerian_action(
+        brenier.matrix, m0, S0, m1, settings.n_particles, generator, device
+    )
     x0 = torch.randn(settings.n_particles, 2, generator=generator, dtype=torch.float64, device=device)
     x0 = x0 @ torch.linalg.cholesky(S0).T.to(device) + m0.to(device)
-    action, action_se = _particle_action(x0, brenier(x0))
 
     # Competing maps S1^{1/2} Q S0^{-1/2} over rotations and reflections Q.
     root1, inverse_root0 = _symmetric_root(S1, 0.5), _symmetric_root(S0, -0.5)
@@ -179,8 +212,7 @@ def _geodesic_part(settings: _Settings, generator: torch.Generator, device: str)
     sampled = []
     for angle in sample_angles:
         matrix = root1 @ _rotation(torch.tensor(math.radians(angle), dtype=torch.float64)) @ inverse_root0
-        moved = (x0 - m0.to(device)) @ matrix.T.to(device) + m1.to(device)
-        sampled.append(_particle_action(x0, moved))
+        sampled.append(_particle_action(x0, push(x0, matrix)))
 
     # Constant speed: W2(mu_s, mu_t) = |t - s| W2 on the closed-form interpolants.
     times = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
@@ -219,7 +251,8 @@ def _geodesic_part(settings: _Settings, generator: torch.Generator, device: str)
         "_angles": to_numpy(angles),
         "_rotation_actions": to_numpy(rotation_actions),
         "_reflection_actions": to_numpy(reflection_actions),
-        "_paths": to_numpy(torch.stack([x0[:60], brenier(x0[:60])])),
+        "slice_energies": slice_energies,
+        "_paths": to_numpy(torch.stack([x0[:60], push(x0[:60], brenier.matrix)])),
     }
 
 
@@ -328,7 +361,7 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
             f"(ULA law: {format_list(grid['ula_exact_w2'])})"
         ),
         measured=(
-            f"particle action {geodesic['particle_action']:.6f} (z = {geodesic['particle_action_z']:.2f}); "
+            f"Eulerian action {geodesic['particle_action']:.6f} (z = {geodesic['particle_action_z']:.2f}); "
             f"min competing - W2^2 = {geodesic['min_excess']:.2e} at angle resolution "
             f"{geodesic['angle_grid_resolution']:.1e}; geodesic defect {geodesic['geodesic_defect']:.1e}; "
             f"grid {format_list(grid['grid_w2'])} (errors {format_list(grid['grid_error'], 2)}); "
@@ -337,9 +370,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         tolerance=(
             f"|action - W2^2| < {Z:g} SE; 0 <= min competing - W2^2 <= grid resolution; geodesic defect "
             f"< {GEODESIC_TOLERANCE:g}; grid error < {GRID_RELATIVE_TOLERANCE:g} x W2; particles vs ULA "
-            f"law < {Z:g} SE; particles vs grid < {Z:g} SE + |ULA bias| + grid tolerance"
+            f"law < {Z:g} SE (hence particles vs grid < {Z:g} SE + |ULA bias| + grid tolerance)"
         ),
-        passed=bool(action_ok and minimum_ok and geodesic_ok and grid_ok and particles_ok and all(agreement)),
+        # The grid-vs-particles agreement follows from the two comparisons before it by the triangle
+        # inequality; it is reported, not voted on.
+        passed=bool(action_ok and minimum_ok and geodesic_ok and grid_ok and particles_ok),
         details=details,
         figures=(figure,),
     )

@@ -28,7 +28,9 @@ Errors are relative to (1/beta) I_h(t_k).
 Verdict. (a) On every grid the finite-difference derivative matches -(1/beta) I_h within its
 truncation error: max_k relative error <= 2 x (Richardson estimate |D_delta - D_delta/2| 16/15)
 + 1e-9 (rounding of the differenced KL values); (b) the exact semi-discrete derivative matches
-to 1e-9 relative; (c) the grid quantities converge to the continuum at the scheme's order: the
+to 1e-9 relative (sum (A p) log(p/g) dx = -(1/beta) I_h is an identity of the scheme, true for
+any p by summation by parts: a check of the code, not of the theory, which (a), (c), (d) test);
+(c) the grid quantities converge to the continuum at the scheme's order: the
 observed orders log2(|X_n - X_2n| / |X_2n - X_4n|) of X = KL, I and dK/dt (max over t) lie in
 [1.7, 2.3]; (d) the continuum identity then holds on the finest grid within
 e_cont = max_k (|D + I/beta| + |D_4n - D_2n|/3 + |I_4n - I_2n|/(3 beta)) / (I/beta) <= 1e-3

@@ -44,7 +44,9 @@ same grid and with R(m*).
 Verdict. Gaussian: |rate - 2m| <= tol_G with tol_G = 3 x the Richardson estimate of the grid
 error of the rate (|rate_n - rate_2n| / 3) + 1e-6 x 2m; and KL(t) e^{2mt} / KL(0) <= 1 + tol_G T
 on the whole window (Bakry-Emery bound, attained). Double wells: |rate - 2 gap| <= tol_D with
-tol_D = 3 x |rate on [T/2, 3T/4] - rate on [3T/4, T]| + 1e-6 x 2 gap (the remaining transient),
+tol_D = 3 x |rate on [T/2, 3T/4] - rate on [3T/4, T]| + 1e-6 x 2 gap (the remaining transient) --
+a consistency check of the solver and of the fit window, not a test of the theory, since KL(t)
+and the gap come from the same discrete generator; the theory's claims are
 rate >= R(m*) (Holley-Stroock), with the ratio reported, and the LSI consequence itself at every
 grid time: KL(t) <= KL(0) e^{-R(m*) t} (to a relative 1e-6). Deterministic (no random numbers);
 ``seed`` and ``device`` are not used (float64 on the CPU).

@@ -42,19 +42,20 @@ class FunctionalChoice:
 FUNCTIONALS: dict[str, FunctionalChoice] = {
     "kl": FunctionalChoice(
         "KL(mu || pi_beta): Langevin/ULA with --entropy noise, the blob method with --entropy blob",
-        True, ("entropy", "bandwidth")),
-    "svgd": FunctionalChoice("Stein variational gradient descent toward pi_beta", True, ("bandwidth",)),
+        True, ("beta", "entropy", "bandwidth")),
+    "svgd": FunctionalChoice("Stein variational gradient descent toward pi_beta", True,
+                             ("beta", "bandwidth")),
     "mmd": FunctionalChoice("MMD flow toward an exact sample of the target (beta must be 1 for mixtures)",
-                            True, ("bandwidth", "noise_level", "target_samples", "kernel")),
+                            True, ("beta", "bandwidth", "noise_level", "target_samples", "kernel")),
     "descent": FunctionalChoice("gradient descent of every particle on L (potential energy only)", True),
     "aggregation": FunctionalChoice(
         "interaction W(z) = |z|^a/a - |z|^b/b (attraction a, repulsion b); no target",
         False, ("attraction", "repulsion")),
 }
 
-_FLAGS = {"entropy": "--entropy", "bandwidth": "--bandwidth", "noise_level": "--noise-level",
-          "target_samples": "--target-samples", "kernel": "--kernel", "attraction": "--attraction",
-          "repulsion": "--repulsion"}
+_FLAGS = {"beta": "--beta", "entropy": "--entropy", "bandwidth": "--bandwidth",
+          "noise_level": "--noise-level", "target_samples": "--target-samples", "kernel": "--kernel",
+          "attraction": "--attraction", "repulsion": "--repulsion"}
 _DEFAULT_TARGET = "ring"
 _ENTROPIES = ("noise", "blob")  # the methods of flows.Entropy / flows.KL
 _KERNELS = ("gaussian", "imq")  # the kernels of flows.MMD
@@ -71,7 +72,7 @@ class FlowSettings:
     particles: int
     steps: int
     step_size: float
-    beta: float
+    beta: float | None
     init_scale: float
     entropy: str | None
     bandwidth: float | None
@@ -95,7 +96,8 @@ class FlowSettings:
         check_count(self.particles, "--particles", minimum=2)
         check_count(self.steps, "--steps")
         check_positive_number(self.step_size, "--step-size")
-        check_positive_number(self.beta, "--beta")
+        if self.beta is not None:
+            check_positive_number(self.beta, "--beta")
         check_positive_number(self.init_scale, "--init-scale")
         check_seed(self.seed)
         if self.dim is not None:
@@ -129,8 +131,13 @@ class FlowSettings:
             if getattr(self, option) is not None and option not in choice.options:
                 users = [name for name, entry in FUNCTIONALS.items() if option in entry.options]
                 raise ValueError(f"{flag} applies to --functional {'/'.join(users)}, not {self.functional}")
-        if self.entropy == "noise" and self.bandwidth is not None:
-            raise ValueError("--bandwidth applies to --entropy blob, not noise")
+        if self.functional == "kl" and self.entropy != "blob" and self.bandwidth is not None:
+            raise ValueError("--bandwidth applies to --entropy blob, not to the noise entropy (the default)")
+
+    @property
+    def inverse_temperature(self) -> float:
+        """--beta, 1 when not given."""
+        return 1.0 if self.beta is None else self.beta
 
     @property
     def target_name(self) -> str | None:
@@ -152,10 +159,10 @@ def _build(settings: FlowSettings, generator: torch.Generator) -> tuple[Any, Any
     model, _ = resolve_target(settings.target_name, settings.dim)
     model = model.to(dtype=torch.float64, device=settings.device)
     if name == "kl":
-        functional = flows.KL(model, settings.beta, method=settings.entropy or "noise",
+        functional = flows.KL(model, settings.inverse_temperature, method=settings.entropy or "noise",
                               bandwidth=settings.bandwidth)
     elif name == "svgd":
-        functional = flows.SVGD(model, settings.beta, bandwidth=settings.bandwidth or "median")
+        functional = flows.SVGD(model, settings.inverse_temperature, bandwidth=settings.bandwidth or "median")
     elif name == "descent":
         functional = flows.Potential(model)
     else:
@@ -163,7 +170,7 @@ def _build(settings: FlowSettings, generator: torch.Generator) -> tuple[Any, Any
             raise ValueError(f"--functional mmd needs exact samples of the target, and target "
                              f"{settings.target_name!r} has no exact sampler")
         size = settings.target_samples or settings.particles
-        samples = model.sample(size, beta=settings.beta, generator=generator)
+        samples = model.sample(size, beta=settings.inverse_temperature, generator=generator)
         functional = flows.MMD(samples, kernel=settings.kernel or "gaussian", bandwidth=settings.bandwidth,
                                noise_level=settings.noise_level or 0.0)
     return functional, model, model.dim
@@ -212,7 +219,8 @@ def flow(
     particles: Annotated[int, typer.Option(help="Number of particles.")] = 500,
     steps: Annotated[int, typer.Option(help="Number of forward-Euler steps.")] = 1000,
     step_size: Annotated[float, typer.Option(help="Step size h.")] = 0.01,
-    beta: Annotated[float, typer.Option(help="Inverse temperature of the target pi_beta.")] = 1.0,
+    beta: Annotated[float | None, typer.Option(
+        help="Inverse temperature of the target pi_beta (kl, svgd, mmd; default 1).")] = None,
     init_scale: Annotated[float, typer.Option(
         help="The particles start as init_scale * N(0, I).")] = 1.0,
     entropy: Annotated[str | None, typer.Option(help="kl: noise (Langevin) or blob (deterministic).")] = None,
@@ -249,7 +257,7 @@ def flow(
                                                dtype=torch.float64, device=settings.device)
         result = flows.run(model, x0, settings.step_size, settings.steps, generator=generator,
                            record_every=settings.record_every, progress=settings.progress)
-        figure = flows.flow_figure(result, target_model, settings.beta)
+        figure = flows.flow_figure(result, target_model, settings.inverse_temperature)
         data = {
             "command": "flow",
             "target": settings.target_name,

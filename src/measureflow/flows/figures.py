@@ -44,6 +44,8 @@ def _energy_contours(axes: Axes, target: Target, beta: float, xlim, ylim) -> Non
         return
     top = float(finite.max())
     levels = np.linspace(top - 12.0, top, 9)[:-1]
+    if not np.all(np.diff(levels) > 0):
+        return  # |log p| so large (particles far out) that 12 nats vanish in rounding: no contours
     axes.contour(grid_x, grid_y, np.ma.masked_invalid(log_p), levels=levels, cmap="Greys",
                  linewidths=0.7, alpha=0.8)
 

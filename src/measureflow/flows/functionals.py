@@ -382,8 +382,9 @@ class PowerInteraction:
     """Attractive-repulsive power kernel W(z) = |z|^a / a - |z|^b / b (b = 0: -log |z|), a > b.
 
     grad W(z) = (|z|^(a-2) - |z|^(b-2)) z: attraction at long range (a), repulsion at short
-    range (b). For b < 2 the repulsion is singular at 0, so exactly coinciding particles give
-    an infinite velocity (the integrator reports it). With a = 2 and b = 2 - d (Newtonian
+    range (b). |grad W(z)| ~ |z|^(b-1) near 0: for b > 1 it tends to 0, and coinciding particles
+    exert no force on each other; for b <= 1 it is singular (undefined at b = 1, infinite below),
+    and exactly coinciding particles raise a ValueError. With a = 2 and b = 2 - d (Newtonian
     repulsion) the minimizer in d >= 2 is the uniform measure on a ball (Fetecau, Huang &
     Kolokolnikov, Nonlinearity 24, 2011, for d = 2).
     """
@@ -405,6 +406,17 @@ class PowerInteraction:
 
     def grad(self, z: Tensor) -> Tensor:
         sq = z.square().sum(-1, keepdim=True)
+        coinciding = sq == 0
+        if bool(coinciding.any()):
+            if self.b <= 1:
+                raise ValueError(
+                    f"some particles coincide, where the power interaction with b = {self.b:g} has no "
+                    "gradient (|grad W(z)| ~ |z|^(b - 1) near 0); jitter the particles or use b > 1"
+                )
+            # The limit of (|z|^(a-2) - |z|^(b-2)) z at z = 0 is 0 for a, b > 1 (the formula reads inf * 0).
+            sq = torch.where(coinciding, torch.ones_like(sq), sq)
+            return torch.where(coinciding, torch.zeros_like(z),
+                               (_power(sq, self.a / 2 - 1) - _power(sq, self.b / 2 - 1)) * z)
         return (_power(sq, self.a / 2 - 1) - _power(sq, self.b / 2 - 1)) * z
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time as clock
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +61,11 @@ class FlowResult:
 
 
 def _count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def run(
@@ -116,6 +119,11 @@ def run(
     if not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"the functional's temperature must be finite and >= 0, got {temperature}")
     noise_scale = math.sqrt(2 * step_size * temperature)
+    if noise_scale > 0 and generator is not None and generator.device.type != x.device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but the particles are on {x.device}; make it with "
+            "torch.Generator(device=x0.device)"
+        )
 
     recorded = sorted(set(range(0, n_steps + 1, record_every)) | {n_steps})
     snapshots = torch.empty(len(recorded), n_keep, x.shape[1], dtype=x.dtype, device=x.device)
