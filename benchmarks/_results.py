@@ -1,12 +1,22 @@
-"""Shared by the benchmark scripts: each owns one section of RESULTS.md and rewrites only it."""
+"""Shared by the benchmark scripts: each owns one section of RESULTS.md and rewrites only it, and
+runs each case in a fresh process under a memory cap (the helpers below)."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["write_atomic", "write_section"]
+__all__ = [
+    "cap_memory", "is_memory_error", "peak_rss_kib", "reset_peak_rss", "run_child", "timed",
+    "write_atomic", "write_section",
+]
 
 HEADER = (
     "# Benchmarks\n\n"
@@ -39,3 +49,51 @@ def write_section(path: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     write_atomic(path, text)
+
+
+# ---------------------------------------------------------------- one case per fresh process
+
+
+def cap_memory(gigabytes: float) -> None:
+    """Cap this process's address space, so a tool that needs more fails with an allocation error."""
+    limit = int(gigabytes * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident size (VmHWM), in KiB."""
+    with open("/proc/self/status") as stream:
+        return next(int(line.split()[1]) for line in stream if line.startswith("VmHWM"))
+
+
+def reset_peak_rss() -> int:
+    """Reset VmHWM to the current resident size (so earlier peaks, e.g. imports, do not count);
+    returns it, the baseline to subtract from a later :func:`peak_rss_kib`."""
+    with open("/proc/self/clear_refs", "w") as stream:
+        stream.write("5")
+    return peak_rss_kib()
+
+
+def is_memory_error(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "memory" in text or "alloc" in text
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    """``(function(), seconds)``."""
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def run_child(command: list[str], timeout: float) -> dict:
+    """Run one case in a fresh process; its last stdout line is the case's JSON result."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "error": f"no result within --timeout {timeout:g} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        status = "out of memory" if is_memory_error(RuntimeError(last)) or done.returncode < 0 else "failed"
+        return {"status": status, "error": last[:160]}
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -49,7 +49,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -300,47 +299,30 @@ def grid_case(group: str, tool: str, n: int, rtol: float, limit: float):
 
 # ------------------------------------------------------------------------------------- child
 
-def _peak_rss_kib() -> int:
-    with open("/proc/self/status") as stream:
-        return next(int(line.split()[1]) for line in stream if line.startswith("VmHWM"))
-
-
-def _is_memory_error(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "memory" in str(error).lower() or "alloc" in str(error).lower()
-
-
-def _timed(function):
-    start = time.perf_counter()
-    value = function()
-    return value, time.perf_counter() - start
-
-
 def child(group: str, tool: str, n: int, dtype: str, args) -> dict:
-    limit = int(args.memory_gb * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from _results import cap_memory, is_memory_error, peak_rss_kib, reset_peak_rss, timed
+
+    cap_memory(args.memory_gb)
     grid = group in GRID_GROUPS
     if grid:
         function, reference = grid_case(group, tool, n, args.rtol, args.ivp_limit)
         extra, notes = None, {}
     else:
         function, extra, reference, notes = particle_case(group, tool, n, dtype)
-    # Reset the peak resident size (VmHWM) to the current one, so the imports' peak is not counted.
-    with open("/proc/self/clear_refs", "w") as stream:
-        stream.write("5")
-    before = _peak_rss_kib()
+    before = reset_peak_rss()
     try:
-        value, first = _timed(function)
+        value, first = timed(function)
     except _TooSlow:
         return {"status": "too slow", "limit": args.ivp_limit}
     except (MemoryError, RuntimeError) as error:
-        if not _is_memory_error(error):
+        if not is_memory_error(error):
             raise
         return {"status": "out of memory", "error": str(error).splitlines()[0][:160]}
-    peak = _peak_rss_kib()
+    peak = peak_rss_kib()
     repeats = args.repeats if first < SLOW_SECONDS else min(args.repeats, 1)
     best = first
     for _ in range(repeats):
-        best = min(best, _timed(function)[1])
+        best = min(best, timed(function)[1])
     result = {"status": "ok", "first": first, "seconds": best, "peak_mib": max(peak - before, 0) / 1024,
               **notes}
     if grid:
@@ -354,7 +336,7 @@ def child(group: str, tool: str, n: int, dtype: str, args) -> dict:
     else:
         step_best = math.inf
         for _ in range(max(repeats, 1)):
-            step_best = min(step_best, _timed(extra)[1])
+            step_best = min(step_best, timed(extra)[1])
         result["step_seconds"] = step_best
         if reference is not None:
             mine = reference()
@@ -363,18 +345,12 @@ def child(group: str, tool: str, n: int, dtype: str, args) -> dict:
 
 
 def run_case(group: str, tool: str, n: int, dtype: str, args) -> dict:
+    from _results import run_child
+
     command = [sys.executable, __file__, "--child", f"{group}:{tool}:{n}:{dtype}",
                "--repeats", str(args.repeats), "--memory-gb", str(args.memory_gb),
                "--rtol", str(args.rtol), "--ivp-limit", str(args.ivp_limit)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "error": f"no result within --timeout {args.timeout:g} s"}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        status = "out of memory" if _is_memory_error(RuntimeError(last)) or done.returncode < 0 else "failed"
-        return {"status": status, "error": last[:160]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(command, args.timeout)
 
 
 # ------------------------------------------------------------------------------------ report

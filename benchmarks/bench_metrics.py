@@ -33,8 +33,6 @@ import datetime
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,47 +130,33 @@ def _function(group: str, tool: str, n: int):
     raise ValueError(f"unknown case {group}/{tool}")
 
 
-def _peak_rss_kib() -> int:
-    with open("/proc/self/status") as stream:
-        return next(int(line.split()[1]) for line in stream if line.startswith("VmHWM"))
-
-
 def child(group: str, tool: str, n: int, repeats: int, memory_gb: float) -> dict:
-    limit = int(memory_gb * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from _results import cap_memory, is_memory_error, peak_rss_kib, reset_peak_rss, timed
+
+    cap_memory(memory_gb)
     function = _function(group, tool, n)
-    # Reset the peak resident size (VmHWM) to the current one, so the imports' peak is not counted.
-    with open("/proc/self/clear_refs", "w") as stream:
-        stream.write("5")
-    before = _peak_rss_kib()
+    before = reset_peak_rss()
     try:
-        start = time.perf_counter()
-        value = function()
-        first = time.perf_counter() - start
+        value, first = timed(function)
     except (MemoryError, RuntimeError) as error:
-        if "memory" not in str(error).lower() and not isinstance(error, MemoryError):
+        if not is_memory_error(error):
             raise
         return {"status": "out of memory", "error": str(error).splitlines()[0][:160]}
-    peak = _peak_rss_kib()
+    peak = peak_rss_kib()
     best = first
     # A call slower than SLOW_SECONDS is timed once more at most: its noise is small by comparison.
     for _ in range(repeats if first < SLOW_SECONDS else min(repeats, 1)):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, timed(function)[1])
     return {"status": "ok", "value": value, "first": first, "seconds": best,
             "peak_mib": max(peak - before, 0) / 1024}
 
 
 def run_case(group: str, tool: str, n: int, args) -> dict:
+    from _results import run_child
+
     command = [sys.executable, __file__, "--child", f"{group}:{tool}:{n}",
                "--repeats", str(args.repeats), "--memory-gb", str(args.memory_gb)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        status = "out of memory" if "memory" in last.lower() or done.returncode < 0 else "failed"
-        return {"status": status, "error": last[:160]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(command, args.timeout)
 
 
 def _versions() -> dict[str, str]:
