@@ -216,3 +216,12 @@ def pick_indices(count: int, at_most: int) -> list[int]:
     if count <= at_most:
         return list(range(count))
     return sorted({round(k * (count - 1) / (at_most - 1)) for k in range(at_most)})
+
+
+def plot_kl_curve(axis: Any, times: Tensor, kl: Tensor) -> None:
+    """KL(p_t || Gibbs) against t on a log axis (the zero values, e.g. at equilibrium, left out)."""
+    kl_values, time_values = kl.numpy(), times.numpy()
+    positive = kl_values > 0
+    axis.semilogy(time_values[positive], kl_values[positive], "k-", linewidth=1.3)
+    axis.set_xlabel("t")
+    axis.set_title("KL(p_t || Gibbs)")

@@ -184,12 +184,7 @@ class FokkerPlanckSolution:
         axes[0, 0].set_ylabel("density")
         axes[0, 0].legend(fontsize=7)
         if with_kl:
-            axis = axes[0, -1]
-            kl = self.kl().numpy()
-            positive = kl > 0
-            axis.semilogy(self.times.numpy()[positive], kl[positive], "k-", linewidth=1.3)
-            axis.set_xlabel("t")
-            axis.set_title("KL(p_t || Gibbs)")
+            _grid.plot_kl_curve(axes[0, -1], self.times, self.kl())
         figure.suptitle(f"Fokker-Planck on the grid (beta = {self.beta:g}, n = {self.x.shape[0]})")
         return save_figure(figure, path)
 

@@ -143,12 +143,7 @@ class FokkerPlanck2DSolution:
             axis.set_xlabel("x2")
         axes[0, 0].set_ylabel("x1")
         if with_kl:
-            axis = axes[0, -1]
-            kl = self.kl().numpy()
-            positive = kl > 0
-            axis.semilogy(self.times.numpy()[positive], kl[positive], "k-", linewidth=1.3)
-            axis.set_xlabel("t")
-            axis.set_title("KL(p_t || Gibbs)")
+            _grid.plot_kl_curve(axes[0, -1], self.times, self.kl())
         figure.suptitle(f"Fokker-Planck 2-D (beta = {self.beta:g}); white: Gibbs contours")
         return save_figure(figure, path)
 
