@@ -1,6 +1,34 @@
-"""Data sets as torch tensors: tabular sets from scikit-learn (more to come: 2-D toys, digits,
-user files)."""
+"""Data sets as torch tensors: 2-D toys, scikit-learn's 8 x 8 digits and tabular sets, the user's own
+.csv/.npy files, and the standardization generative models are trained behind."""
 
+from measureflow.data.dataset import (
+    DATASET_NAMES,
+    DEFAULT_TOY_SIZE,
+    Dataset,
+    Standardizer,
+    load_dataset,
+)
+from measureflow.data.files import DATA_SUFFIXES, load_array
+from measureflow.data.images import digits, digits_to_pixels
 from measureflow.data.tabular import TabularSplit, breast_cancer
+from measureflow.data.toys import MIXTURE_NAMES, MODE_STD, TOY_NAMES, MixtureSpec, toy_2d, toy_mixture
 
-__all__ = ["TabularSplit", "breast_cancer"]
+__all__ = [
+    "DATASET_NAMES",
+    "DATA_SUFFIXES",
+    "DEFAULT_TOY_SIZE",
+    "MIXTURE_NAMES",
+    "MODE_STD",
+    "TOY_NAMES",
+    "Dataset",
+    "MixtureSpec",
+    "Standardizer",
+    "TabularSplit",
+    "breast_cancer",
+    "digits",
+    "digits_to_pixels",
+    "load_array",
+    "load_dataset",
+    "toy_2d",
+    "toy_mixture",
+]

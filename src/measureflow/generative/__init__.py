@@ -1,0 +1,13 @@
+"""Generative models learned from data: score-based diffusion models and energy-based models.
+
+``train`` is the training loop they share (batches, EMA, checkpoints, exact resume), ``nets``
+the networks they use (time-conditioned noise predictors, scalar energies).
+"""
+
+from measureflow.generative import diffusion, nets, train
+
+__all__ = [
+    "diffusion",
+    "nets",
+    "train",
+]
