@@ -14,6 +14,12 @@ from measureflow.generative.diffusion.sampling import (
 )
 from measureflow.generative.diffusion.score import GaussianMixtureScore, ScoreModel
 from measureflow.generative.diffusion.sde import OU, SDE, SDE_NAMES, VESDE, VPSDE, SubVPSDE, make_sde
+from measureflow.generative.diffusion.training import (
+    DiffusionTask,
+    LoadedDiffusion,
+    load_diffusion,
+    train_diffusion,
+)
 
 __all__ = [
     "OU",
@@ -23,13 +29,16 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "WEIGHTINGS",
+    "DiffusionTask",
     "GaussianMixtureScore",
     "LikelihoodResult",
+    "LoadedDiffusion",
     "ReverseResult",
     "ScoreModel",
     "SubVPSDE",
     "annealed_langevin",
     "dsm_loss",
+    "load_diffusion",
     "log_likelihood",
     "make_sde",
     "predictor_corrector",
@@ -37,4 +46,5 @@ __all__ = [
     "reverse_sde",
     "sample",
     "sample_times",
+    "train_diffusion",
 ]
