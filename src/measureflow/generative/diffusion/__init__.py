@@ -9,6 +9,7 @@ from measureflow.generative.diffusion.sampling import (
     annealed_langevin,
     predictor_corrector,
     probability_flow,
+    reverse_process,
     reverse_sde,
     sample,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "make_sde",
     "predictor_corrector",
     "probability_flow",
+    "reverse_process",
     "reverse_sde",
     "sample",
     "sample_times",

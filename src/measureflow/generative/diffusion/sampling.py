@@ -35,6 +35,7 @@ __all__ = [
     "noise_levels",
     "predictor_corrector",
     "probability_flow",
+    "reverse_process",
     "reverse_sde",
     "sample",
 ]
@@ -354,15 +355,51 @@ def annealed_langevin(score: Score, sde: SDE, x_T: Tensor, n_levels: int = 50,  
     return recorder.result(x, n_evaluations)
 
 
+def reverse_process(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 500, *,  # noqa: N803
+                    method: str = "sde", generator: torch.Generator | None = None, n_records: int = 0,
+                    n_keep: int = 500, progress: bool = False, **options: Any) -> ReverseResult:
+    """Run the sampler ``method`` from ``x_T`` and return its :class:`ReverseResult`.
+
+    ``method``: ``"sde"`` (:func:`reverse_sde`), ``"ode"`` (:func:`probability_flow`, Heun),
+    ``"ode-adaptive"`` (probability flow, dopri5 or ``solver=...``; ``n_steps`` unused), ``"pc"``
+    (:func:`predictor_corrector`) or ``"als"`` (:func:`annealed_langevin` with
+    ``n_steps // steps_per_level`` levels, ``steps_per_level`` default 10). ``n_records``: about
+    that many snapshots of the first ``n_keep`` paths (0: none); for ``"ode-adaptive"`` the
+    solver steps onto the report times, which costs a few evaluations. ``options`` go to the
+    sampler (``snr``, ``n_corrector``, ``rtol``, ``atol``, ``step_ratio``, ...).
+    """
+    if method not in SAMPLER_NAMES:
+        raise ValueError(f"unknown sampler {method!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+    if isinstance(n_records, bool) or int(n_records) != n_records or n_records < 0:
+        raise ValueError(f"n_records must be an integer >= 0, got {n_records!r}")
+
+    def every(steps: int) -> int:
+        return 0 if n_records == 0 else max(1, steps // int(n_records))
+
+    keep = {"n_keep": n_keep, "progress": progress}
+    if method == "ode-adaptive":
+        return probability_flow(score, sde, x_T, method=options.pop("solver", "dopri5"),
+                                record_every=int(n_records), **keep, **options)
+    n_steps = _check_steps(n_steps)
+    if method == "sde":
+        return reverse_sde(score, sde, x_T, n_steps, generator=generator, record_every=every(n_steps),
+                           **keep, **options)
+    if method == "ode":
+        return probability_flow(score, sde, x_T, n_steps, record_every=every(n_steps), **keep, **options)
+    if method == "pc":
+        return predictor_corrector(score, sde, x_T, n_steps, generator=generator,
+                                   record_every=every(n_steps), **keep, **options)
+    steps_per_level = _check_steps(options.pop("steps_per_level", 10), "steps_per_level")
+    n_levels = max(1, n_steps // steps_per_level)
+    return annealed_langevin(score, sde, x_T, n_levels, steps_per_level, generator=generator,
+                             record_every=every(n_levels), **keep, **options)
+
+
 def sample(score: Score, sde: SDE, n: int, shape: int | tuple[int, ...], n_steps: int = 500, *,
            method: str = "sde", generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
            device: torch.device | str = "cpu", progress: bool = False, **options: Any) -> Tensor:
-    """``n`` samples ``(n, *shape)`` of the data law by running ``sde`` backward from its prior.
-
-    ``method``: ``"sde"`` (:func:`reverse_sde`), ``"ode"`` (:func:`probability_flow`, Heun),
-    ``"ode-adaptive"`` (probability flow, dopri5), ``"pc"`` (:func:`predictor_corrector`) or
-    ``"als"`` (:func:`annealed_langevin` with ``n_steps // steps_per_level`` levels).
-    ``options`` go to the sampler (``snr``, ``n_corrector``, ``rtol``, ``step_ratio``, ...).
+    """``n`` samples ``(n, *shape)`` of the data law by running ``sde`` backward from its prior
+    with the sampler ``method`` (see :func:`reverse_process` for the names and ``options``).
 
     >>> from measureflow.generative.diffusion.sde import VPSDE
     >>> g = torch.Generator().manual_seed(1)
@@ -376,19 +413,5 @@ def sample(score: Score, sde: SDE, n: int, shape: int | tuple[int, ...], n_steps
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     event = (int(shape),) if isinstance(shape, int) else tuple(int(size) for size in shape)
     x_T = sde.prior_sample((int(n), *event), generator, dtype=dtype, device=device)
-    if method == "sde":
-        result = reverse_sde(score, sde, x_T, n_steps, generator=generator, progress=progress, **options)
-    elif method == "ode":
-        result = probability_flow(score, sde, x_T, n_steps, progress=progress, **options)
-    elif method == "ode-adaptive":
-        result = probability_flow(score, sde, x_T, n_steps, method=options.pop("solver", "dopri5"),
-                                  progress=progress, **options)
-    elif method == "pc":
-        result = predictor_corrector(score, sde, x_T, n_steps, generator=generator, progress=progress,
-                                     **options)
-    else:
-        steps_per_level = int(options.pop("steps_per_level", 10))
-        n_levels = max(1, _check_steps(n_steps) // steps_per_level)
-        result = annealed_langevin(score, sde, x_T, n_levels, steps_per_level, generator=generator,
-                                   progress=progress, **options)
-    return result.x
+    return reverse_process(score, sde, x_T, n_steps, method=method, generator=generator, progress=progress,
+                           **options).x

@@ -103,6 +103,25 @@ class SDE(ABC):
         log_std = torch.log(std).reshape(-1) if std.dim() else torch.log(std)
         return -0.5 * z.square().sum(dim=1) - d * log_std - 0.5 * d * math.log(2 * math.pi)
 
+    def forward_path(self, x0: Tensor, times: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Paths ``(k, n, ...)`` of the forward SDE from ``x0`` ``(n, ...)`` at increasing ``times``
+        ``(k,)`` (times[0] = 0), drawn with the exact Gaussian transitions
+
+            x_s | x_r ~ N((alpha_s / alpha_r) x_r, (sigma_s^2 - (alpha_s / alpha_r)^2 sigma_r^2) I).
+        """
+        times = torch.as_tensor(times, dtype=torch.float64)
+        if times.dim() != 1 or times.numel() < 1 or bool((times[1:] < times[:-1]).any()):
+            raise ValueError("times must be a non-empty increasing 1-D sequence")
+        alpha, sigma = self.marginal_coefficients(times)
+        x, states = x0, [x0]
+        for k in range(1, times.shape[0]):
+            ratio = alpha[k] / alpha[k - 1]
+            variance = (sigma[k] ** 2 - ratio**2 * sigma[k - 1] ** 2).clamp_min(0.0)
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+            x = float(ratio) * x + float(torch.sqrt(variance)) * noise
+            states.append(x)
+        return torch.stack(states)
+
     def time_grid(self, n_steps: int, *, dtype: torch.dtype = torch.float32,
                   device: torch.device | str = "cpu") -> Tensor:
         """``n_steps + 1`` times from T down to t_min, uniformly spaced."""
