@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_samplers.py
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_flows.py
+	$(PY) benchmarks/bench_diffusion.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"
