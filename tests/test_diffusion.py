@@ -16,6 +16,7 @@ from measureflow.generative.diffusion import (
     SubVPSDE,
     dsm_loss,
     log_likelihood,
+    log_noise_to_signal,
     make_sde,
     predictor_corrector,
     probability_flow,
@@ -278,22 +279,23 @@ def test_exact_noise_predictor_attains_the_minimal_dsm_loss():
     assert worse > measured
 
 
-def test_likelihood_weighting_draws_times_with_density_g2_over_sigma2():
-    # Kolmogorov-Smirnov distance between 40,000 draws and the CDF of g^2/sigma^2 (trapezoid on
-    # a fine grid): its 0.1% critical value is 1.95 / sqrt(n) = 0.0098.
-    sde, n = VPSDE(), 40_000
+@pytest.mark.parametrize("name", SDES)
+def test_likelihood_weighting_draws_times_with_density_g2_over_sigma2(name):
+    # The density g^2/sigma^2 is lambda'(t) with lambda = log(sigma^2/alpha^2), so its CDF is
+    # exactly (lambda(t) - lambda(t_min)) / (lambda(T) - lambda(t_min)). Kolmogorov-Smirnov
+    # distance of 40,000 draws to it: the 0.1% critical value is 1.95 / sqrt(n) = 0.0098.
+    # lambda' = g^2/sigma^2 itself is checked against central differences.
+    sde, n = SDES[name](), 40_000
     t, weight = sample_times(sde, n, _generator(4), "likelihood", dtype=torch.float64)
     assert bool((weight == 1).all()) and float(t.min()) >= sde.t_min and float(t.max()) <= sde.T
-    grid = torch.linspace(sde.t_min, sde.T, 200_001, dtype=torch.float64)
-    _, sigma = sde.marginal_coefficients(grid)
-    density = sde.diffusion(grid) ** 2 / sigma**2
-    cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
-                     torch.cumsum(0.5 * (density[1:] + density[:-1]) * (grid[1:] - grid[:-1]), 0)])
-    cdf = cdf / cdf[-1]
-    sorted_t = torch.sort(t).values
-    model_cdf = torch.from_numpy(__import__("numpy").interp(sorted_t.numpy(), grid.numpy(), cdf.numpy()))
+    ends = log_noise_to_signal(sde, torch.tensor([sde.t_min, sde.T], dtype=torch.float64))
+    model_cdf = (log_noise_to_signal(sde, torch.sort(t).values) - ends[0]) / (ends[1] - ends[0])
     empirical = torch.arange(1, n + 1, dtype=torch.float64) / n
     assert float((model_cdf - empirical).abs().max()) < 1.95 / math.sqrt(n)
+    grid = torch.linspace(0.1, 0.9, 5, dtype=torch.float64) * sde.T
+    _, sigma = sde.marginal_coefficients(grid)
+    derivative = (log_noise_to_signal(sde, grid + 1e-6) - log_noise_to_signal(sde, grid - 1e-6)) / 2e-6
+    assert torch.allclose(derivative, sde.diffusion(grid) ** 2 / sigma**2, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown weighting"):
         sample_times(sde, 3, None, "elbo")
 
@@ -313,13 +315,16 @@ def test_exact_likelihood_matches_the_mixture_density():
 
 
 def test_hutchinson_likelihood_is_unbiased():
-    # d = 12 Gaussian data N(0, diag(s^2)): the Hutchinson estimate's mean over 400 independent
-    # probes (rows) equals the exact log-density; its spread per row is the probe noise, so the
-    # tolerance is 4 standard errors of the row mean plus the solver error 1e-3.
+    # d = 12 Gaussian data N(0, Q diag(s^2) Q^T) with a random rotation Q (with a diagonal
+    # Jacobian, Rademacher probes would make the estimate exact): the Hutchinson estimate's mean
+    # over 400 independent probes (rows) equals the exact log-density; its spread per row is the
+    # probe noise, so the tolerance is 4 standard errors of the row mean plus the solver error 1e-3.
     sde = VPSDE()
     dim, n = 12, 400
     variances = torch.linspace(0.2, 2.0, dim, dtype=torch.float64)
-    score = GaussianMixtureScore(torch.zeros(1, dim, dtype=torch.float64), torch.diag(variances)[None],
+    rotation, _ = torch.linalg.qr(torch.randn(dim, dim, generator=_generator(12), dtype=torch.float64))
+    covariance = rotation @ torch.diag(variances) @ rotation.T
+    score = GaussianMixtureScore(torch.zeros(1, dim, dtype=torch.float64), covariance[None],
                                  torch.ones(1), sde)
     x = torch.randn(1, dim, generator=_generator(9), dtype=torch.float64).expand(n, dim).contiguous()
     estimate = log_likelihood(score, sde, x, generator=_generator(10), rtol=1e-6, atol=1e-6)

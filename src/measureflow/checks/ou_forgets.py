@@ -23,12 +23,14 @@ covariance errors; Var tr(A dS) = 2 tr(A S A S) / n), is
 
     SE^2 = [m_t^T S_t m_t + (1/2) tr((S_t - I)^2)] / n,
 
-and the plug-in bias is at most d(d + 3) / (4 n) (second-order term). The decay rate is the
+plus the second-order term's variance d(d + 3) / (4 n^2), which dominates once KL is of order
+d / n; the plug-in bias is d(d + 3) / (4 n) to leading order. The decay rate is the
 least-squares slope of log KL against t over the window where KL is resolved (KL > 20 SE).
 
 Verdict: every measured KL lies within 4 SE + bias of the closed form; every measured KL is
 below the LSI bound e^{-2t} KL(0) + 4 SE + bias; the off-centre data's fitted rate is within
-0.1 of 2; the centred data's fitted rate exceeds 2 + 0.5 (faster than the bound).
+0.1 of 2; the centred data's fitted rate is within 0.2 of the exact curve's slope over the same
+window, which exceeds 3 (faster than the bound, on its way to 4).
 """
 
 from __future__ import annotations
@@ -73,8 +75,12 @@ def gaussian_kl_to_standard(mean: Tensor, cov: Tensor) -> float:
 
 
 def _kl_standard_error(mean: Tensor, cov: Tensor, n: int) -> float:
-    residual = cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-    variance = float(mean @ cov @ mean + 0.5 * torch.trace(residual @ residual)) / n
+    d = cov.shape[0]
+    residual = cov - torch.eye(d, dtype=cov.dtype, device=cov.device)
+    # First-order (delta-method) variance, plus the second-order term's, which dominates once
+    # KL is of order d / n (the centred case at late times).
+    first_order = float(mean @ cov @ mean + 0.5 * torch.trace(residual @ residual)) / n
+    variance = first_order + d * (d + 3) / (4 * n**2)
     return math.sqrt(max(variance, 0.0))
 
 
@@ -109,11 +115,13 @@ def _run_case(mean: Tensor, cov: Tensor, times: np.ndarray, n: int, generator: t
     window = [row for row in rows if row["resolved"]]
     late = window[len(window) // 3:] if len(window) >= 6 else window
     if len(late) >= 2:
-        slope = np.polyfit([row["t"] for row in late], np.log([row["measured"] for row in late]), 1)[0]
-        rate = float(-slope)
+        fit_t = [row["t"] for row in late]
+        rate = float(-np.polyfit(fit_t, np.log([row["measured"] for row in late]), 1)[0])
+        exact_rate = float(-np.polyfit(fit_t, np.log([row["exact"] for row in late]), 1)[0])
     else:
-        rate = float("nan")
-    return {"rows": rows, "rate": rate, "fit_times": [row["t"] for row in late]}
+        rate = exact_rate = float("nan")
+    return {"rows": rows, "rate": rate, "exact_window_rate": exact_rate,
+            "fit_times": [row["t"] for row in late]}
 
 
 def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
@@ -127,7 +135,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     agree = all(row["agrees"] for case in (shifted, centred) for row in case["rows"])
     bounded = all(row["below_bound"] for case in (shifted, centred) for row in case["rows"])
     rate_ok = abs(shifted["rate"] - 2.0) <= RATE_TOLERANCE
-    faster = centred["rate"] > 2.0 + 0.5
+    # The centred curve reaches its asymptotic rate 4 only slowly; over the fit window its exact
+    # slope is what the particles must reproduce (and it is far above the LSI rate 2).
+    faster = (abs(centred["rate"] - centred["exact_window_rate"]) <= 2 * RATE_TOLERANCE
+              and centred["exact_window_rate"] > 2.0 + 1.0)
     figure = _figure(shifted, centred, out_dir / f"{NAME}.png")
     worst = max(abs(row["measured"] - row["exact"]) / (Z_AGREE * row["se"] + row["bias_bound"])
                 for case in (shifted, centred) for row in case["rows"])
@@ -147,13 +158,15 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         measured=(
             f"largest |KL_particles - KL_exact| = {worst:.2f} x the allowance; fitted rate "
             f"{shifted['rate']:.4f} off-centre (t in {format_list(shifted['fit_times'], 3)}), "
-            f"{centred['rate']:.3f} centred"
+            f"{centred['rate']:.3f} centred (exact curve over the same window: "
+            f"{centred['exact_window_rate']:.3f})"
         ),
         tolerance=(
             f"agreement within {Z_AGREE:g} SE + plug-in bias d(d+3)/(4n) (delta-method SE for "
             "Gaussian moments); LSI bound with the same allowance at every t; off-centre rate "
             f"within {RATE_TOLERANCE:g} of 2 (fit where KL > {RESOLVED_Z:g} SE, later two thirds); "
-            "centred rate > 2.5"
+            f"centred rate within {2 * RATE_TOLERANCE:g} of the exact curve's slope over the same "
+            "window, which must exceed 3 (faster than the LSI rate 2, approaching 4)"
         ),
         passed=bool(agree and bounded and rate_ok and faster),
         details={"off_centre": shifted, "centred": centred, "agree": agree, "below_lsi_bound": bounded,

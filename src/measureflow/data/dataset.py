@@ -94,6 +94,11 @@ class Standardizer:
         self._check(z, "z")
         return z * self.std.to(z) + self.mean.to(z)
 
+    def log_abs_det(self) -> float:
+        """sum_i log std_i, the log-Jacobian of :meth:`inverse`: a density in data units is
+        log p_data(x) = log p_standardized(forward(x)) - log_abs_det()."""
+        return float(torch.log(self.std).sum())
+
     def to_dict(self) -> dict[str, Any]:
         """``{"mean": [...], "std": [...]}`` as (nested) lists of floats."""
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}

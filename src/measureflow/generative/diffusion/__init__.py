@@ -2,7 +2,7 @@
 reverse-time samplers and the probability-flow likelihood."""
 
 from measureflow.generative.diffusion.likelihood import LikelihoodResult, log_likelihood
-from measureflow.generative.diffusion.losses import WEIGHTINGS, dsm_loss, sample_times
+from measureflow.generative.diffusion.losses import WEIGHTINGS, dsm_loss, log_noise_to_signal, sample_times
 from measureflow.generative.diffusion.sampling import (
     SAMPLER_NAMES,
     ReverseResult,
@@ -41,6 +41,7 @@ __all__ = [
     "dsm_loss",
     "load_diffusion",
     "log_likelihood",
+    "log_noise_to_signal",
     "make_sde",
     "predictor_corrector",
     "probability_flow",

@@ -12,9 +12,9 @@ minimized by s = grad log p_t (the conditional expectation of the conditional sc
   2020; Song et al. 2021's default);
 - ``"likelihood"``: lambda = g(t)^2, for which the weighted loss bounds KL(p_0 || p_model)
   (Song, Durkan, Murray & Ermon 2021, theorem 1); t is then drawn with density proportional to
-  g^2/sigma^2 by importance sampling on a fine grid, which keeps the estimator's variance
-  bounded where sigma -> 0, and the loss is normalized by the weight's mean so both weightings
-  have the same scale.
+  g^2/sigma^2 (exactly, by inverting the log noise-to-signal ratio), which keeps the estimator's
+  variance bounded where sigma -> 0, and the loss is normalized by the weight's mean so both
+  weightings have the same scale.
 
 Both losses average over the batch and over the dimensions of x.
 """
@@ -28,41 +28,52 @@ from torch import Tensor
 
 from measureflow.generative.diffusion.sde import SDE
 
-__all__ = ["WEIGHTINGS", "dsm_loss", "sample_times"]
+__all__ = ["WEIGHTINGS", "dsm_loss", "log_noise_to_signal", "sample_times"]
 
 WEIGHTINGS = ("sigma2", "likelihood")
-_GRID_SIZE = 4096
+_BISECTION_STEPS = 64
 
 
-def _likelihood_table(sde: SDE, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """A grid on [t_min, T] and the CDF of the density proportional to g^2/sigma^2 on it."""
-    grid = torch.linspace(sde.t_min, sde.T, _GRID_SIZE, dtype=torch.float64)
-    _, sigma = sde.marginal_coefficients(grid)
-    weight = sde.diffusion(grid) ** 2 / sigma**2
-    cumulative = torch.cumsum(0.5 * (weight[1:] + weight[:-1]) * (grid[1:] - grid[:-1]), 0)
-    cdf = torch.cat([cumulative.new_zeros(1), cumulative / cumulative[-1]])
-    return grid.to(device, dtype), cdf.to(device, dtype)
+def log_noise_to_signal(sde: SDE, t: Tensor) -> Tensor:
+    """lambda(t) = log(sigma(t)^2 / alpha(t)^2), increasing in t, with lambda'(t) = g(t)^2/sigma(t)^2.
+
+    (From (sigma^2)' = 2 f sigma^2 + g^2 and alpha' = f alpha.)
+    """
+    alpha, sigma = sde.marginal_coefficients(t)
+    return 2 * (torch.log(sigma) - torch.log(alpha))
+
+
+def _invert_log_noise_to_signal(sde: SDE, targets: Tensor) -> Tensor:
+    """The t in [t_min, T] with lambda(t) = ``targets`` (float64), by bisection: lambda is
+    increasing, and 64 halvings of [t_min, T] reach float64 resolution."""
+    lower = torch.full_like(targets, sde.t_min)
+    upper = torch.full_like(targets, sde.T)
+    for _ in range(_BISECTION_STEPS):
+        middle = 0.5 * (lower + upper)
+        below = log_noise_to_signal(sde, middle) < targets
+        lower = torch.where(below, middle, lower)
+        upper = torch.where(below, upper, middle)
+    return 0.5 * (lower + upper)
 
 
 def sample_times(sde: SDE, n: int, generator: torch.Generator | None, weighting: str = "sigma2", *,
                  dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """Training times ``(n,)`` and importance weights ``(n,)`` (all ones for ``"sigma2"``).
+    """Training times ``(n,)`` and importance weights ``(n,)`` (all ones).
 
-    For ``"likelihood"`` t has density proportional to w(t) = g^2/sigma^2 (inverse CDF on a grid)
-    and the importance weight of the normalized loss E_U[w loss] / E_U[w] is then exactly one.
+    ``"sigma2"``: t ~ U(t_min, T). ``"likelihood"``: t has density proportional to w(t) =
+    g^2/sigma^2 = lambda'(t) (:func:`log_noise_to_signal`), drawn exactly by inverting lambda at
+    a uniform draw between lambda(t_min) and lambda(T). With q = w / int w the importance
+    weight of the normalized loss E_U[w loss] / E_U[w] is w / (q (T - t_min) E_U w) = 1.
     """
     uniform = torch.rand(n, generator=generator, dtype=dtype, device=device)
     if weighting == "sigma2":
         return sde.t_min + (sde.T - sde.t_min) * uniform, torch.ones_like(uniform)
     if weighting != "likelihood":
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-    grid, cdf = _likelihood_table(sde, uniform.device, uniform.dtype)
-    index = torch.searchsorted(cdf, uniform).clamp(1, _GRID_SIZE - 1)
-    fraction = (uniform - cdf[index - 1]) / (cdf[index] - cdf[index - 1]).clamp_min(1e-30)
-    t = grid[index - 1] + fraction * (grid[index] - grid[index - 1])
-    # With q = w / int w: w(t) / (q(t) (T - t_min) E_U w) = int w / ((T - t_min) E_U w) = 1, so
-    # every draw carries weight one.
+    ends = log_noise_to_signal(sde, torch.tensor([sde.t_min, sde.T], dtype=torch.float64, device=device))
+    targets = ends[0] + (ends[1] - ends[0]) * uniform.to(torch.float64)
+    t = _invert_log_noise_to_signal(sde, targets).to(dtype)
     return t, torch.ones_like(t)
 
 

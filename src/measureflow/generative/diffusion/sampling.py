@@ -205,11 +205,14 @@ def probability_flow(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 100, *,
 _STEP_TO_END = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
-def solver_options(method: str, times: Tensor) -> dict[str, Tensor]:
-    """torchdiffeq's adaptive Runge-Kutta solvers overshoot the last time and interpolate back;
-    beyond [t_min, T] the SDE's coefficients may not exist (VP's sigma^2 < 0 for t < 0), so they
-    are told to step exactly onto the requested times."""
-    return {"step_t": times[1:]} if method in _STEP_TO_END else {}
+def solver_options(method: str, times: Tensor) -> dict[str, Any]:
+    """Keep torchdiffeq's adaptive Runge-Kutta solvers inside [t_min, T], where the SDE's
+    coefficients exist (VP's sigma^2 < 0 for t < 0): they would overshoot the last time and
+    interpolate back (``step_t`` makes them step onto the requested times), and their automatic
+    first-step probe can land far outside (``first_step`` of 1% of the interval instead)."""
+    if method not in _STEP_TO_END:
+        return {}
+    return {"step_t": times[1:], "first_step": float(abs(times[-1] - times[0])) / 100}
 
 
 def _adaptive_flow(velocity: Callable[[Tensor, Tensor], Tensor], sde: SDE, x: Tensor, method: str,

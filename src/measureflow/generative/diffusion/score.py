@@ -30,7 +30,8 @@ class GaussianMixtureScore:
     diagonalized once, Sigma_k = U_k diag(lambda_k) U_k^T, so C_k(t) = U_k diag(alpha^2 lambda_k
     + sigma^2) U_k^T costs nothing per time. ``means`` ``(K, d)``, ``covs`` ``(K, d, d)``,
     ``weights`` ``(K,)`` (normalized here). Computed in the dtype of ``means`` (float64 advised)
-    and returned in the dtype of ``x``.
+    and returned in the dtype of ``x``. Singular covariances are allowed for t > 0 (sigma > 0);
+    at t = 0 they make the density infinite on their support.
 
     >>> from measureflow.generative.diffusion.sde import OU
     >>> score = GaussianMixtureScore(torch.zeros(1, 2), 4 * torch.eye(2)[None], torch.ones(1), OU())
@@ -51,8 +52,11 @@ class GaussianMixtureScore:
         if weights.shape != (n_components,) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
             raise ValueError(f"weights must be {n_components} non-negative numbers with a positive sum")
         eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (covs + covs.transpose(1, 2)))
-        if bool((eigenvalues < 0).any()):
+        # Rounding leaves exact zeros of a singular covariance slightly negative.
+        tolerance = 1e-10 * eigenvalues.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
+        if bool((eigenvalues < -tolerance).any()):
             raise ValueError("covs must be positive semi-definite")
+        eigenvalues = eigenvalues.clamp_min(0)
         self.means, self.sde, self.dim = means, sde, dim
         self.eigenvalues, self.eigenvectors = eigenvalues, eigenvectors
         self.log_weights = torch.log(weights / weights.sum())
