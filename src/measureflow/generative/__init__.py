@@ -4,10 +4,11 @@
 the networks they use (time-conditioned noise predictors, scalar energies).
 """
 
-from measureflow.generative import diffusion, nets, train
+from measureflow.generative import diffusion, ebm, nets, train
 
 __all__ = [
     "diffusion",
+    "ebm",
     "nets",
     "train",
 ]
