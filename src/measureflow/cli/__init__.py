@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from measureflow import __version__
-from measureflow.cli import checks, flow, report, sample
+from measureflow.cli import checks, diffusion, ebm, flow, report, sample
 
 __all__ = ["app", "main"]
 
@@ -46,6 +46,8 @@ app.command("flow")(flow.flow)
 app.command("check")(checks.check)
 app.command("demo")(checks.demo)
 app.command("report")(report.report)
+app.add_typer(diffusion.diffusion_app, name="diffusion")
+app.add_typer(ebm.ebm_app, name="ebm")
 
 
 def main() -> None:

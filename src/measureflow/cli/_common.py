@@ -16,6 +16,7 @@ import typer
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "check_choice",
     "check_count",
     "check_device",
@@ -23,12 +24,14 @@ __all__ = [
     "check_positive_number",
     "check_seed",
     "fail",
+    "interruptible",
     "json_safe",
     "user_errors",
 ]
 
 EXIT_FAILED = 1  # a check ran and its verdict is FAIL
 EXIT_BAD_INPUT = 2  # bad input: nothing was computed or written
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 def fail(message: str) -> NoReturn:
@@ -48,6 +51,18 @@ def user_errors() -> Iterator[None]:
         yield
     except (ValueError, TypeError, OSError) as error:
         fail(str(error) or type(error).__name__)
+
+
+@contextlib.contextmanager
+def interruptible(folder: Path) -> Iterator[None]:
+    """Turn Ctrl-C during training into one line and exit code 130: the training loop has already
+    checkpointed the last finished step in ``folder``, and ``--resume`` continues from it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the last finished step is saved in {os.fspath(folder)}; "
+                   "run the same command with --resume to continue", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def check_positive_number(value: float, flag: str) -> float:
