@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import pytest
 from hypothesis import settings
 
 matplotlib.use("Agg")
@@ -16,3 +17,15 @@ matplotlib.use("Agg")
 settings.register_profile("fixed", derandomize=True)
 settings.register_profile("explore", derandomize=False, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt) for one test: a test run started in the
+    background inherits SIGINT ignored, and the training loop rightly leaves an ignored signal
+    alone."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

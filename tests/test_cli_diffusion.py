@@ -178,7 +178,7 @@ def test_nll_against_the_true_density_of_a_mixture_toy(moons_run, tmp_path):
     assert "true NLL" in result.stdout
 
 
-def test_interrupted_training_resumes_bitwise(tmp_path, monkeypatch):
+def test_interrupted_training_resumes_bitwise(tmp_path, monkeypatch, python_sigint):
     common = ["diffusion", "train", "--data", "moons", "--steps", "40", "--checkpoint-every", "20",
               "--figure-samples", "0", *FAST]
     result = invoke(*common, "--out", tmp_path / "whole")

@@ -175,7 +175,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run_bitwise(reference, tm
     assert history_b.resumed_from == 20 and history_a.resumed_from is None and history_b.final_step == 40
 
 
-def test_ctrl_c_checkpoints_the_finished_step_and_resume_is_exact(reference, tmp_path):
+def test_ctrl_c_checkpoints_the_finished_step_and_resume_is_exact(reference, tmp_path, python_sigint):
     task_a, history_a, generator_a = reference
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
