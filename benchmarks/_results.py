@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import subprocess
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "cap_memory", "is_memory_error", "peak_rss_kib", "reset_peak_rss", "run_child", "timed",
+    "cap_memory", "cpu_model", "is_memory_error", "peak_rss_kib", "reset_peak_rss", "run_child", "timed",
     "write_atomic", "write_section",
 ]
 
@@ -22,6 +23,18 @@ HEADER = (
     "# Benchmarks\n\n"
     "Each section is rewritten by the script that names it; see benchmarks/README.md.\n"
 )
+
+
+def cpu_model() -> str:
+    """The CPU's model name from lscpu (the platform's processor string where lscpu is missing)."""
+    model = platform.processor() or platform.machine()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                      if line.startswith("Model name:")), model)
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return model
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -55,7 +55,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -399,16 +398,11 @@ def run_case(group: str, args) -> dict:
 def machine_info() -> dict[str, str]:
     import diffusers
     import torch
+    from _results import cpu_model
 
     import measureflow as mf
 
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                      if line.startswith("Model name:")), model)
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    model = cpu_model()
     return {"cpu": model, "cores": str(os.cpu_count()), "python": platform.python_version(),
             "torch": torch.__version__, "diffusers": diffusers.__version__, "measureflow": mf.__version__}
 

@@ -49,7 +49,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -359,16 +358,11 @@ def machine_info() -> dict[str, str]:
     import numpy
     import scipy
     import torch
+    from _results import cpu_model
 
     import measureflow as mf
 
-    model = platform.processor() or platform.machine()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                      if line.startswith("Model name:")), model)
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    model = cpu_model()
     return {"cpu": model, "cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
             "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             "scipy": scipy.__version__, "measureflow": mf.__version__}
