@@ -100,7 +100,8 @@ def check(
 
 
 def demo(
-    size: Annotated[str, typer.Option(help="quick (seconds per check) or full.")] = "quick",
+    size: Annotated[str, typer.Option(
+        help="quick (seconds per check; a minute or two for those that train a network) or full.")] = "quick",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs") / "demo",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
