@@ -4,11 +4,12 @@
 the networks they use (time-conditioned noise predictors, scalar energies).
 """
 
-from measureflow.generative import diffusion, ebm, nets, train
+from measureflow.generative import diffusion, ebm, gan, nets, train
 
 __all__ = [
     "diffusion",
     "ebm",
+    "gan",
     "nets",
     "train",
 ]

@@ -1,0 +1,111 @@
+r"""The f-divergences of f-GAN, from one table: f, its convex conjugate f*, the output activation.
+
+For a convex f with f(1) = 0, D_f(P || Q) = E_Q[f(p/q)]. Fenchel duality f(u) = sup_t (t u - f*(t))
+gives the variational lower bound (Nguyen, Wainwright & Jordan 2010; Nowozin, Cseke & Tomioka
+2016, eq. 4)
+
+    D_f(P || Q) >= sup_T  E_P[T(x)] - E_Q[f*(T(x))],
+
+with equality at T*(x) = f'(p(x)/q(x)). A critic network outputs a real v; the activation g_f
+maps it into the domain of f* (T = g_f(v)). Table 2 of Nowozin et al. (2016), in our names:
+
+    name        f(u)                              f*(t)              g_f(v)                T* = f'(u)
+    kl          u log u                           exp(t - 1)         v                     1 + log u
+    reverse-kl  -log u                            -1 - log(-t)       -exp(-v)              -1/u
+    js          u log u - (u+1) log((u+1)/2)      -log(2 - exp(t))   log 2 - softplus(-v)  log(2u/(1+u))
+    pearson     (u - 1)^2                         t^2/4 + t          v                     2(u - 1)
+    hellinger   (sqrt(u) - 1)^2                   t / (1 - t)        1 - exp(-v)           1 - 1/sqrt(u)
+    gan         u log u - (u+1) log(u+1)          -log(1 - exp(t))   -softplus(-v)         log(u/(1+u))
+
+With these f, ``js`` gives D_f = 2 JS(P, Q) = KL(P || M) + KL(Q || M), M = (P + Q)/2 (at most
+2 log 2), and ``gan`` is the original minimax game, whose value at the optimum is 2 JS(P, Q) - log 4.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["F_DIVERGENCES", "FDivergence", "f_divergence", "variational_bound"]
+
+
+@dataclass(frozen=True)
+class FDivergence:
+    """One row of the f-GAN table: ``f`` (the generator of the divergence, on u = p/q > 0),
+    ``conjugate`` f*, ``activation`` g_f (critic output -> domain of f*), ``optimal_critic`` T*(u) =
+    f'(u) (the activated critic at which the bound is tight), as functions of tensors."""
+
+    name: str
+    f: Callable[[Tensor], Tensor]
+    conjugate: Callable[[Tensor], Tensor]
+    activation: Callable[[Tensor], Tensor]
+    optimal_critic: Callable[[Tensor], Tensor]
+
+
+def _xlogx(u: Tensor) -> Tensor:
+    return torch.xlogy(u, u)
+
+
+F_DIVERGENCES: dict[str, FDivergence] = {
+    "kl": FDivergence(
+        "kl", _xlogx, lambda t: torch.exp(t - 1), lambda v: v, lambda u: 1 + torch.log(u)),
+    "reverse-kl": FDivergence(
+        "reverse-kl", lambda u: -torch.log(u), lambda t: -1 - torch.log(-t), lambda v: -torch.exp(-v),
+        lambda u: -1 / u),
+    "js": FDivergence(
+        "js", lambda u: _xlogx(u) - torch.xlogy(u + 1, (u + 1) / 2),
+        # -log(2 - e^t) for t < log 2, written with log1p for accuracy near t -> -oo.
+        lambda t: -math.log(2) - torch.log1p(-0.5 * torch.exp(t)),
+        lambda v: math.log(2) - F.softplus(-v), lambda u: torch.log(2 * u / (1 + u))),
+    "pearson": FDivergence(
+        "pearson", lambda u: (u - 1) ** 2, lambda t: 0.25 * t**2 + t, lambda v: v, lambda u: 2 * (u - 1)),
+    "hellinger": FDivergence(
+        "hellinger", lambda u: (torch.sqrt(u) - 1) ** 2, lambda t: t / (1 - t), lambda v: -torch.expm1(-v),
+        lambda u: 1 - 1 / torch.sqrt(u)),
+    "gan": FDivergence(
+        "gan", lambda u: _xlogx(u) - torch.xlogy(u + 1, u + 1), lambda t: -torch.log(-torch.expm1(t)),
+        lambda v: -F.softplus(-v), lambda u: torch.log(u / (1 + u))),
+}
+
+
+def _lookup(divergence: str | FDivergence) -> FDivergence:
+    if isinstance(divergence, FDivergence):
+        return divergence
+    if divergence not in F_DIVERGENCES:
+        raise ValueError(f"unknown f-divergence {divergence!r}; choose one of {', '.join(F_DIVERGENCES)}")
+    return F_DIVERGENCES[divergence]
+
+
+def variational_bound(critic_p: Tensor, critic_q: Tensor, divergence: str | FDivergence) -> Tensor:
+    """The f-GAN objective E_P[g_f(v)] - E_Q[f*(g_f(v))] from raw critic outputs ``critic_p`` ``(n,)``
+    on samples of P and ``critic_q`` ``(m,)`` on samples of Q; a lower bound on D_f(P || Q) for any
+    critic (scalar, differentiable).
+
+    >>> v = torch.zeros(3, dtype=torch.float64)
+    >>> round(float(variational_bound(v, v, "kl")), 6)   # T = 0: E_P[0] - E_Q[exp(-1)]
+    -0.367879
+    """
+    row = _lookup(divergence)
+    if critic_p.dim() != 1 or critic_q.dim() != 1 or not critic_p.numel() or not critic_q.numel():
+        raise ValueError("critic outputs must be non-empty 1-D tensors (one value per sample)")
+    return row.activation(critic_p).mean() - row.conjugate(row.activation(critic_q)).mean()
+
+
+def f_divergence(log_p: Tensor, log_q: Tensor, weights: Tensor, divergence: str | FDivergence) -> Tensor:
+    """D_f(P || Q) = sum_i w_i q_i f(p_i / q_i) by quadrature: log-densities ``log_p``, ``log_q`` and
+    quadrature weights ``weights`` at the same nodes ``(k,)`` (e.g. the trapezoid rule on a grid).
+
+    >>> x = torch.linspace(-12, 12, 4001, dtype=torch.float64)
+    >>> w = torch.full_like(x, float(x[1] - x[0]))
+    >>> log_n = lambda x, m: -0.5 * (x - m) ** 2 - 0.5 * math.log(2 * math.pi)
+    >>> round(float(f_divergence(log_n(x, 1.0), log_n(x, 0.0), w, "kl")), 6)   # |m|^2 / 2
+    0.5
+    """
+    row = _lookup(divergence)
+    ratio = torch.exp(log_p - log_q)
+    return (weights * torch.exp(log_q) * row.f(ratio)).sum()
