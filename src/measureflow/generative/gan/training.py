@@ -152,7 +152,8 @@ class GANTask(TrainTask):
     ``generator`` and ``critic`` (``None`` for ``gmmn``) are the networks; ``bandwidths`` the
     GMMN kernel's; ``features`` the random Fourier features of the RKHS penalty (with
     ``stability``). The metrics are ``generator_loss`` and, with a critic, ``critic_loss``
-    (the critic's objective without penalties) and ``penalty``.
+    (the critic's objective without penalties) and, for ``wgan-gp`` or with ``stability``,
+    ``penalty``.
     """
 
     def __init__(self, generator: nn.Module, critic: nn.Module | None, loss: str, *, n_critic: int,
@@ -233,7 +234,8 @@ class GANTask(TrainTask):
                 objectives.append(objective)
                 penalties.append(penalty)
             metrics["critic_loss"] = torch.stack(objectives).mean()
-            metrics["penalty"] = torch.stack(penalties).mean()
+            if self.loss == "wgan-gp" or self.stability is not None:
+                metrics["penalty"] = torch.stack(penalties).mean()
             # The critic is a constant during the generator step: no gradients for its weights.
             self.critic.requires_grad_(False)
         fake = self.generator.sample(self.batch_size, generator)
