@@ -1,9 +1,9 @@
-"""Generative models learned from data: score-based diffusion models, energy-based models and
-(in progress) adversarial and kernel models.
+"""Generative models learned from data: score-based diffusion models, energy-based models, and
+adversarial and kernel models (GAN, f-GAN, WGAN, GMMN, MMD-GAN).
 
 ``train`` is the training loop they share (batches, EMA, checkpoints, exact resume), ``nets``
-the networks they use (time-conditioned noise predictors, scalar energies); ``gan`` so far holds
-the f-GAN table and the mode diagnostics.
+the networks of the diffusion models and EBMs (time-conditioned noise predictors, scalar
+energies); ``gan`` holds its own generators and critics.
 """
 
 from measureflow.generative import diffusion, ebm, gan, nets, train
