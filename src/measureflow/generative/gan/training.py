@@ -301,8 +301,8 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
               clip_value: float = 0.01, gp_weight: float = 10.0, stability: Stability | None = None,
               bandwidths: list[float] | None = None, net: dict[str, Any] | None = None,
               ema_decay: float = 0.999, out_dir: str | Path | None = None, resume: bool = False,
-              progress: bool = True, checkpoint_every: int | None = None, log_every: int = 50,
-              extra_config: dict[str, Any] | None = None,
+              overwrite: bool = False, progress: bool = True, checkpoint_every: int | None = None,
+              log_every: int = 50, extra_config: dict[str, Any] | None = None,
               on_checkpoint=None) -> tuple[GANModel, TrainHistory]:
     """Train a generator of the samples ``x`` ``(n, d)`` or ``(n, C, H, W)`` (already standardized)
     with the objective ``loss`` (one of :data:`~measureflow.generative.gan.losses.LOSS_NAMES`)
@@ -313,7 +313,9 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
     ``stability``; refused with ``wgan``'s weight clipping). ``net`` overrides
     :func:`default_net_config` (e.g. ``{"generator": "particles", "n_points": 64}``). The networks
     and random features are drawn from ``generator`` (through a forked global RNG). Returns the
-    EMA generator as a :class:`GANModel` and the history.
+    EMA generator as a :class:`GANModel` and the history. ``out_dir``, ``resume``, ``overwrite``
+    and the checkpoint options are those of :func:`~measureflow.generative.train.train`; a
+    finished run resumed with a larger ``n_steps`` trains on.
     """
     if loss not in LOSS_NAMES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSS_NAMES)}")
@@ -355,7 +357,9 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
             median = float(median_bandwidth(x.reshape(x.shape[0], -1)))
             bandwidths = [median * factor for factor in _GMMN_FACTORS]
         bandwidths = [_positive(float(h), "bandwidth") for h in bandwidths]
-    config = {"loss": loss, "event_shape": list(event_shape), "net": net_config, "n_steps": int(n_steps),
+    # n_steps is not part of the config: nothing depends on it (no learning-rate schedule), so a
+    # finished run can be resumed with a larger n_steps to train it further.
+    config = {"loss": loss, "event_shape": list(event_shape), "net": net_config,
               "batch_size": int(batch_size), "n_critic": int(n_critic) if loss != "gmmn" else 0,
               "generator_lr": generator_lr, "critic_lr": critic_lr, "optimizer": optimizer,
               "spectral_norm": bool(spectral_norm or stability is not None), "clip_value": float(clip_value),
@@ -377,8 +381,9 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
                    clip_value=clip_value, gp_weight=gp_weight, stability=stability, features=features,
                    bandwidths=tuple(bandwidths or ()), batch_size=batch_size, ema_decay=ema_decay)
     history = train(task, x, n_steps=n_steps, batch_size=batch_size * max(task.n_critic, 1),
-                    generator=generator, out_dir=out_dir, resume=resume, progress=progress, config=config,
-                    kind=CHECKPOINT_KIND, checkpoint_every=checkpoint_every, log_every=log_every,
+                    generator=generator, out_dir=out_dir, resume=resume, overwrite=overwrite,
+                    progress=progress, config=config, kind=CHECKPOINT_KIND,
+                    checkpoint_every=checkpoint_every, log_every=log_every,
                     on_checkpoint=on_checkpoint, description=f"gan ({loss})")
     return GANModel(task.ema.model).eval(), history
 
