@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_flows.py
 	$(PY) benchmarks/bench_diffusion.py
+	$(PY) benchmarks/bench_gan.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"

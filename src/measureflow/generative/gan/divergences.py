@@ -17,6 +17,9 @@ maps it into the domain of f* (T = g_f(v)). Table 2 of Nowozin et al. (2016), in
     hellinger   (sqrt(u) - 1)^2                   t / (1 - t)        1 - exp(-v)           1 - 1/sqrt(u)
     gan         u log u - (u+1) log(u+1)          -log(1 - exp(t))   -softplus(-v)         log(u/(1+u))
 
+The losses evaluate f*(g_f(v)) in closed form: e^{v-1}, v - 1, softplus(v) - log 2, v^2/4 + v,
+e^v - 1 and softplus(v) for the six rows.
+
 With these f, ``js`` gives D_f = 2 JS(P, Q) = KL(P || M) + KL(Q || M), M = (P + Q)/2 (at most
 2 log 2), and ``gan`` is the original minimax game, whose value at the optimum is 2 JS(P, Q) - log 4.
 """
@@ -38,13 +41,19 @@ __all__ = ["F_DIVERGENCES", "FDivergence", "f_divergence", "variational_bound"]
 class FDivergence:
     """One row of the f-GAN table: ``f`` (the generator of the divergence, on u = p/q > 0),
     ``conjugate`` f*, ``activation`` g_f (critic output -> domain of f*), ``optimal_critic`` T*(u) =
-    f'(u) (the activated critic at which the bound is tight), as functions of tensors."""
+    f'(u) (the activated critic at which the bound is tight), and ``activated_conjugate``
+    v -> f*(g_f(v)) in closed form, as functions of tensors.
+
+    The closed form is what the losses use: composing the two functions loses the value where
+    g_f(v) rounds to the edge of f*'s domain (Hellinger's f*(1 - e^{-v}) is inf in float32 from
+    v = 17 on, where e^v - 1 is finite) and costs extra operations per step."""
 
     name: str
     f: Callable[[Tensor], Tensor]
     conjugate: Callable[[Tensor], Tensor]
     activation: Callable[[Tensor], Tensor]
     optimal_critic: Callable[[Tensor], Tensor]
+    activated_conjugate: Callable[[Tensor], Tensor]
 
 
 def _xlogx(u: Tensor) -> Tensor:
@@ -53,23 +62,26 @@ def _xlogx(u: Tensor) -> Tensor:
 
 F_DIVERGENCES: dict[str, FDivergence] = {
     "kl": FDivergence(
-        "kl", _xlogx, lambda t: torch.exp(t - 1), lambda v: v, lambda u: 1 + torch.log(u)),
+        "kl", _xlogx, lambda t: torch.exp(t - 1), lambda v: v, lambda u: 1 + torch.log(u),
+        lambda v: torch.exp(v - 1)),
     "reverse-kl": FDivergence(
         "reverse-kl", lambda u: -torch.log(u), lambda t: -1 - torch.log(-t), lambda v: -torch.exp(-v),
-        lambda u: -1 / u),
+        lambda u: -1 / u, lambda v: v - 1),
     "js": FDivergence(
         "js", lambda u: _xlogx(u) - torch.xlogy(u + 1, (u + 1) / 2),
         # -log(2 - e^t) for t < log 2, written with log1p for accuracy near t -> -oo.
         lambda t: -math.log(2) - torch.log1p(-0.5 * torch.exp(t)),
-        lambda v: math.log(2) - F.softplus(-v), lambda u: torch.log(2 * u / (1 + u))),
+        lambda v: math.log(2) - F.softplus(-v), lambda u: torch.log(2 * u / (1 + u)),
+        lambda v: F.softplus(v) - math.log(2)),
     "pearson": FDivergence(
-        "pearson", lambda u: (u - 1) ** 2, lambda t: 0.25 * t**2 + t, lambda v: v, lambda u: 2 * (u - 1)),
+        "pearson", lambda u: (u - 1) ** 2, lambda t: 0.25 * t**2 + t, lambda v: v, lambda u: 2 * (u - 1),
+        lambda v: 0.25 * v**2 + v),
     "hellinger": FDivergence(
         "hellinger", lambda u: (torch.sqrt(u) - 1) ** 2, lambda t: t / (1 - t), lambda v: -torch.expm1(-v),
-        lambda u: 1 - 1 / torch.sqrt(u)),
+        lambda u: 1 - 1 / torch.sqrt(u), torch.expm1),
     "gan": FDivergence(
         "gan", lambda u: _xlogx(u) - torch.xlogy(u + 1, u + 1), lambda t: -torch.log(-torch.expm1(t)),
-        lambda v: -F.softplus(-v), lambda u: torch.log(u / (1 + u))),
+        lambda v: -F.softplus(-v), lambda u: torch.log(u / (1 + u)), F.softplus),
 }
 
 
@@ -93,7 +105,7 @@ def variational_bound(critic_p: Tensor, critic_q: Tensor, divergence: str | FDiv
     row = _lookup(divergence)
     if critic_p.dim() != 1 or critic_q.dim() != 1 or not critic_p.numel() or not critic_q.numel():
         raise ValueError("critic outputs must be non-empty 1-D tensors (one value per sample)")
-    return row.activation(critic_p).mean() - row.conjugate(row.activation(critic_q)).mean()
+    return row.activation(critic_p).mean() - row.activated_conjugate(critic_q).mean()
 
 
 def f_divergence(log_p: Tensor, log_q: Tensor, weights: Tensor, divergence: str | FDivergence) -> Tensor:

@@ -198,31 +198,32 @@ class GANTask(TrainTask):
             scale = float((2 * z.var(dim=0).sum()).sqrt().clamp_min(1e-6))
         return [scale * factor for factor in _FEATURE_FACTORS]
 
-    def _critic_step(self, real: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def _critic_step(self, real: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         with torch.no_grad():
             fake = self.generator.sample(real.shape[0], generator)
         if self.loss == "mmd-gan":
             real_features, fake_features = self._features(real), self._features(fake)
             objective = -mmd2_loss(real_features, fake_features,
                                    self._feature_bandwidths(real_features, fake_features))
-            penalty = torch.zeros((), dtype=objective.dtype, device=objective.device)
+            penalty = None
         else:
             real_out, fake_out = self.critic(real), self.critic(fake)
             objective = critic_loss(self.loss, real_out, fake_out)
-            penalty = torch.zeros((), dtype=objective.dtype, device=objective.device)
+            penalty = None
             if self.loss == "wgan-gp":
-                penalty = penalty + self.gp_weight * gradient_penalty(self.critic, real, fake, generator)
+                penalty = self.gp_weight * gradient_penalty(self.critic, real, fake, generator)
             if self.stability is not None:
-                penalty = penalty + rkhs_penalty(torch.cat([real_out, fake_out]), torch.cat([real, fake]),
-                                                 self.features, self.stability)
+                rkhs = rkhs_penalty(torch.cat([real_out, fake_out]), torch.cat([real, fake]), self.features,
+                                    self.stability)
+                penalty = rkhs if penalty is None else penalty + rkhs
         self.critic_optimizer.zero_grad(set_to_none=True)
-        (objective + penalty).backward()
+        (objective if penalty is None else objective + penalty).backward()
         self.critic_optimizer.step()
         if self.loss == "wgan":
             with torch.no_grad():
                 for parameter in self.critic.parameters():
                     parameter.clamp_(-self.clip_value, self.clip_value)
-        return objective.detach(), penalty.detach()
+        return objective.detach(), None if penalty is None else penalty.detach()
 
     def step(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         metrics: dict[str, Tensor] = {}
@@ -234,7 +235,7 @@ class GANTask(TrainTask):
                 objectives.append(objective)
                 penalties.append(penalty)
             metrics["critic_loss"] = torch.stack(objectives).mean()
-            if self.loss == "wgan-gp" or self.stability is not None:
+            if penalties[0] is not None:
                 metrics["penalty"] = torch.stack(penalties).mean()
             # The critic is a constant during the generator step: no gradients for its weights.
             self.critic.requires_grad_(False)
