@@ -29,9 +29,12 @@ RKHS norm with random Fourier features (Rahimi & Recht 2007): with omega_j ~ N(0
 b_j ~ U[0, 2 pi], psi_j(x) = sqrt(2 / D) cos(omega_j . x + b_j), psi(x) . psi(y) -> k(x, y),
 and a function h = sum_j w_j psi_j of the approximating RKHS has norm ||h||_H = ||w|| (for
 D linearly independent features). A critic network is not exactly of that form, so the penalty
-fits it: w = argmin (1/n) sum_i (psi(x_i) . w - h(x_i))^2 + (lambda / D) |w|^2 on the current
-batch (real and generated points), a D x D linear solve, and charges |w|^2 / (2 beta_2). The fit
-is differentiable in h, so the critic is pushed towards functions of small RKHS norm.
+fits it: (w, c) = argmin (1/n) sum_i (psi(x_i) . w + c - h(x_i))^2 + (lambda / D) |w|^2 on the
+current batch (real and generated points), a D x D linear solve, and charges |w|^2 / (2 beta_2).
+The intercept c is free: the games E_Q h - E_P h ignore the critic's constant part, which has no
+finite norm for the Gaussian kernel and would otherwise dominate the penalty (its random-feature
+norm is |w|^2 ~ 10 at D = 64). The fit is differentiable in h, so the critic is pushed towards
+functions of small RKHS norm.
 """
 
 from __future__ import annotations
@@ -103,6 +106,13 @@ def parse_stability(text: str) -> Stability:
 def theory_learning_rate(stability: Stability) -> float:
     """gamma_0 = 1 / (7 alpha + beta_2), the learning rate of Chu, Minami & Fukumizu's experiment.
 
+    It is the step of gradient descent on each generated point (their generator is N points).
+    :func:`~measureflow.generative.gan.train_gan` minimizes a batch mean, whose gradient moves a
+    point by about lr / N per step, so a particle generator with lr = gamma_0 takes steps N times
+    smaller; pass ``generator_lr = N * gamma_0`` for the paper's per-point step. The constant 7
+    alpha stands for their beta_1 term; for a critic whose gradient is beta_1-Lipschitz and a
+    kernel of bandwidth s, L = beta_1 + beta_2 / s^2 per point.
+
     >>> theory_learning_rate(Stability(1.0, 1.0, 3.0))
     0.1
     """
@@ -147,9 +157,10 @@ class RandomFourierFeatures(nn.Module):
 
 
 def rkhs_norm_squared(values: Tensor, features: Tensor, ridge: float = 1e-3) -> Tensor:
-    r"""|w|^2 for the ridge fit w = argmin (1/n)|Psi w - h|^2 + (ridge / D)|w|^2 of the function
-    values ``values`` ``(n,)`` on random features ``features`` Psi ``(n, D)``: the RKHS norm^2 of
-    the fitted function in the random-feature RKHS. Differentiable in ``values``.
+    r"""|w|^2 for the ridge fit (w, c) = argmin (1/n)|Psi w + c - h|^2 + (ridge / D)|w|^2 of the
+    function values ``values`` ``(n,)`` on random features ``features`` Psi ``(n, D)``, with a free
+    intercept c: the RKHS norm^2, in the random-feature RKHS, of the fitted function up to a
+    constant. Differentiable in ``values``.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> psi = torch.randn(500, 8, generator=g, dtype=torch.float64)
@@ -161,7 +172,10 @@ def rkhs_norm_squared(values: Tensor, features: Tensor, ridge: float = 1e-3) -> 
         raise ValueError(f"values (n,) and features (n, D) must agree in n, got {tuple(values.shape)} and "
                          f"{tuple(features.shape)}")
     n, n_features = features.shape
+    # The free intercept: centring both sides removes c from the least-squares problem.
     values = values.to(features.dtype)
+    values = values - values.mean()
+    features = features - features.mean(dim=0)
     gram = features.T @ features / n
     gram = gram + (_positive(ridge, "ridge") / n_features) * torch.eye(n_features, dtype=gram.dtype,
                                                                          device=gram.device)

@@ -158,13 +158,16 @@ class GANTask(TrainTask):
 
     def __init__(self, generator: nn.Module, critic: nn.Module | None, loss: str, *, n_critic: int,
                  generator_lr: float, critic_lr: float, optimizer: str = "adam",
+                 critic_optimizer: str | None = None,
                  betas: tuple[float, float] = (0.5, 0.999), clip_value: float = 0.01, gp_weight: float = 10.0,
                  stability: Stability | None = None, features: RandomFourierFeatures | None = None,
                  bandwidths: tuple[float, ...] = (), batch_size: int = 256, ema_decay: float = 0.999) -> None:
         if loss not in LOSS_NAMES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSS_NAMES)}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        critic_optimizer = optimizer if critic_optimizer is None else critic_optimizer
+        for name in (optimizer, critic_optimizer):
+            if name not in OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
         if (critic is None) != (loss == "gmmn"):
             raise ValueError("gmmn trains without a critic; every other loss needs one")
         if loss == "gmmn" and not bandwidths:
@@ -181,7 +184,7 @@ class GANTask(TrainTask):
         self.generator_optimizer = _optimizer(optimizer, generator.parameters(), _positive(generator_lr,
                                               "generator_lr"), betas)
         self.critic_optimizer = None if critic is None else _optimizer(
-            optimizer, critic.parameters(), _positive(critic_lr, "critic_lr"), betas)
+            critic_optimizer, critic.parameters(), _positive(critic_lr, "critic_lr"), betas)
         self.ema = EMA(generator, ema_decay)
 
     def _features(self, x: Tensor) -> Tensor:
@@ -210,7 +213,7 @@ class GANTask(TrainTask):
             real_out, fake_out = self.critic(real), self.critic(fake)
             objective = critic_loss(self.loss, real_out, fake_out)
             penalty = None
-            if self.loss == "wgan-gp":
+            if self.loss == "wgan-gp" and self.gp_weight > 0:
                 penalty = self.gp_weight * gradient_penalty(self.critic, real, fake, generator)
             if self.stability is not None:
                 rkhs = rkhs_penalty(torch.cat([real_out, fake_out]), torch.cat([real, fake]), self.features,
@@ -298,7 +301,8 @@ def _resolve(loss: str, value: Any, key: str) -> Any:
 
 def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator, batch_size: int = 256,
               n_critic: int | None = None, generator_lr: float | str | None = None,
-              critic_lr: float | None = None, optimizer: str | None = None, spectral_norm: bool = False,
+              critic_lr: float | None = None, optimizer: str | None = None,
+              critic_optimizer: str | None = None, spectral_norm: bool = False,
               clip_value: float = 0.01, gp_weight: float = 10.0, stability: Stability | None = None,
               bandwidths: list[float] | None = None, net: dict[str, Any] | None = None,
               ema_decay: float = 0.999, out_dir: str | Path | None = None, resume: bool = False,
@@ -309,9 +313,12 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
     with the objective ``loss`` (one of :data:`~measureflow.generative.gan.losses.LOSS_NAMES`)
     for ``n_steps`` generator steps.
 
-    ``None`` options take the loss's :data:`DEFAULTS`; ``generator_lr="theory"`` uses gamma_0 =
-    1/(7 alpha + beta_2) of ``stability``. ``spectral_norm`` normalizes the critic (implied by
-    ``stability``; refused with ``wgan``'s weight clipping). ``net`` overrides
+    ``None`` options take the loss's :data:`DEFAULTS`; ``optimizer`` (``"adam"``, ``"rmsprop"``,
+    ``"sgd"``) is the generator's and, unless ``critic_optimizer`` is given, the critic's;
+    ``generator_lr="theory"`` uses gamma_0 = 1/(7 alpha + beta_2) of ``stability`` (see
+    :func:`~measureflow.generative.gan.theory_learning_rate` for particle generators).
+    ``spectral_norm`` normalizes the critic (implied by ``stability``; refused with ``wgan``'s
+    weight clipping). ``net`` overrides
     :func:`default_net_config` (e.g. ``{"generator": "particles", "n_points": 64}``). The networks
     and random features are drawn from ``generator`` (through a forked global RNG). Returns the
     EMA generator as a :class:`GANModel` and the history. ``out_dir``, ``resume``, ``overwrite``
@@ -343,8 +350,10 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
         raise ValueError(f"generator_lr must be a positive number or 'theory', got {generator_lr!r}")
     n_critic = _resolve(loss, n_critic, "n_critic")
     optimizer = _resolve(loss, optimizer, "optimizer")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    critic_optimizer = optimizer if critic_optimizer is None else critic_optimizer
+    for name in (optimizer, critic_optimizer):
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     generator_lr = _positive(_resolve(loss, generator_lr, "generator_lr"), "generator_lr")
     critic_lr = float(_resolve(loss, critic_lr, "critic_lr")) if loss != "gmmn" else 0.0
     if loss != "gmmn":
@@ -363,6 +372,7 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
     config = {"loss": loss, "event_shape": list(event_shape), "net": net_config,
               "batch_size": int(batch_size), "n_critic": int(n_critic) if loss != "gmmn" else 0,
               "generator_lr": generator_lr, "critic_lr": critic_lr, "optimizer": optimizer,
+              "critic_optimizer": critic_optimizer,
               "spectral_norm": bool(spectral_norm or stability is not None), "clip_value": float(clip_value),
               "gp_weight": float(gp_weight), "stability": None if stability is None else stability.to_dict(),
               "bandwidths": bandwidths, "ema_decay": float(ema_decay), **(extra_config or {})}
@@ -378,7 +388,8 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
                                              stability.bandwidth, dtype=x.dtype).to(x.device)
     betas = DEFAULTS[loss]["betas"]
     task = GANTask(model, critic, loss, n_critic=n_critic, generator_lr=generator_lr,
-                   critic_lr=critic_lr if loss != "gmmn" else 1.0, optimizer=optimizer, betas=betas,
+                   critic_lr=critic_lr if loss != "gmmn" else 1.0, optimizer=optimizer,
+                   critic_optimizer=critic_optimizer, betas=betas,
                    clip_value=clip_value, gp_weight=gp_weight, stability=stability, features=features,
                    bandwidths=tuple(bandwidths or ()), batch_size=batch_size, ema_decay=ema_decay)
     history = train(task, x, n_steps=n_steps, batch_size=batch_size * max(task.n_critic, 1),
@@ -405,7 +416,9 @@ def load_gan(path: str | Path, device: torch.device | str = "cpu") -> LoadedGAN:
     config = payload["config"]
     try:
         event_shape = tuple(int(s) for s in config["event_shape"])
-        generator = build_generator(config["net"], event_shape)
+        # The initial weights are overwritten at once: draw them without moving the caller's RNG.
+        with torch.random.fork_rng(devices=[]):
+            generator = build_generator(config["net"], event_shape)
         state = payload["ema"]["model"]
         dtype = next(iter(state.values())).dtype
         generator = generator.to(device=device, dtype=dtype)
