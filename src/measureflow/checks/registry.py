@@ -9,18 +9,22 @@ from measureflow.checks import (
     diffusion_digits,
     distance_geometry,
     ebm_mixture,
+    fgan_bound,
     flows_to_mixture,
+    gan_stability,
     kantorovich_duality,
     langevin_stationary,
     learned_score_toys,
     lsi_decay,
     mmd_unbiased,
+    optimal_discriminator,
     ou_forgets,
     particles_vs_pde,
     reverse_exact_score,
     sgld_logistic,
     simplex_methods,
     ula_bias,
+    vanishing_gradients,
     w2_sample_rate,
     wgf_descent,
 )
@@ -139,5 +143,29 @@ CHECKS: dict[str, CheckSpec] = {
         "an energy-based model trained by maximum likelihood with persistent Langevin chains learns a "
         "2-D mixture: MALA samples within 3x the MMD^2 floor, every mode in the landscape",
         ebm_mixture.run,
+    ),
+    "optimal-discriminator": CheckSpec(
+        "optimal-discriminator",
+        "with the generator frozen, the trained discriminator approaches D* = p_D / (p_D + p_theta) "
+        "and its value 2 JS - log 4 (quadrature)",
+        optimal_discriminator.run,
+    ),
+    "fgan-bound": CheckSpec(
+        "fgan-bound",
+        "trained f-GAN critics' variational bounds (KL, reverse KL, JS, Pearson, Hellinger) approach "
+        "D_f from below (quadrature)",
+        fgan_bound.run,
+    ),
+    "vanishing-gradients": CheckSpec(
+        "vanishing-gradients",
+        "with disjoint supports the original GAN's generator gradient vanishes as the discriminator "
+        "trains; WGAN-GP's and GMMN's do not",
+        vanishing_gradients.run,
+    ),
+    "gan-stability": CheckSpec(
+        "gan-stability",
+        "the RKHS-regularized GAN (Chu, Minami & Fukumizu) is stable for generator steps up to "
+        "gamma_0 = 1/(7 alpha + beta_2) and degrades far above it",
+        gan_stability.run,
     ),
 }
