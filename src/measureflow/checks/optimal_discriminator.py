@@ -42,18 +42,18 @@ same sums over every other node) plus the integrand at the grid ends times 1.5 (
 1e-9: the leaky-ReLU network has kinks, where the trapezoid rule is O(h^2), and halving the grid
 bounds that error by about 3x.
 
-Verdict. (a) D vs D*: RMS <= sqrt(rel_gap x 2 JS / 4), the RMS that the gap tolerance of (b)
-allows by Pinsker (measured directly, not inferred from the gap), and the bulk maximum <=
-``max_error``; (b) the trained value is never above V(D*) by more than the quadrature allowance
-(the lower-bound property), and the gap V(D*) - V(D) is at most ``rel_gap`` x 2 JS. These errors
-are the network's and the optimizer's, not Monte Carlo errors (the comparison itself is exact up
-to quadrature), so the tolerances are set from what the stated settings reach, measured before
-fixing them, with a margin of about 2-3.5x. Quick (2 x 32, 800 steps, batch 512, learning rate
-0.01), seeds 0-9: gap <= 0.45% of 2 JS, RMS <= 0.0101, bulk max <= 0.073; tolerances gap 1.5% (so
-RMS <= 0.0256) and max 0.2. Full (3 x 64, 6,000 steps, batch 2,048, learning rate 0.005), seeds
-0-3: gap <= 0.021%, RMS <= 0.0026, bulk max <= 0.011; tolerances gap 0.075% (RMS <= 0.0057) and
-max 0.03. A discriminator stuck at 1/2 (gap = 2 JS, bulk max ~0.5) or off by a visible amount
-fails.
+Verdict. (a) D vs D*: the bulk maximum <= ``max_error`` (the RMS is reported, not judged: by
+Pinsker, 4 RMS^2 <= V(D*) - V(D) holds exactly for the quadrature sums, so the gap tolerance of
+(b) already implies RMS <= sqrt(rel_gap x 2 JS / 4)); (b) the trained value is never above V(D*)
+by more than the quadrature allowance (the lower-bound property), and the gap V(D*) - V(D) is at
+most ``rel_gap`` x 2 JS. These errors are the network's and the optimizer's, not Monte Carlo
+errors (the comparison itself is exact up to quadrature), so the tolerances are set from what
+the stated settings reach, measured before fixing them, with a margin of about 2-3.5x. Quick (2
+x 32, 800 steps, batch 512, learning rate 0.01), seeds 0-9: gap <= 0.45% of 2 JS, RMS <= 0.0101,
+bulk max <= 0.073; tolerances gap 1.5% (so RMS <= 0.0256) and max 0.2. Full (3 x 64, 6,000
+steps, batch 2,048, learning rate 0.005), seeds 0-3: gap <= 0.021%, RMS <= 0.0026, bulk max <=
+0.011; tolerances gap 0.075% (RMS <= 0.0057) and max 0.03. A discriminator stuck at 1/2 (gap = 2
+JS, bulk max ~0.5) or off by a visible amount fails.
 """
 
 from __future__ import annotations
@@ -241,7 +241,6 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     # Pinsker: V(D*) - V(D) >= 4 RMS^2, so the gap tolerance allows at most this RMS.
     rms_tolerance = math.sqrt(gap_tolerance / 4)
     gap_ok = gap <= gap_tolerance
-    rms_ok = final["rms"] <= rms_tolerance
     max_ok = final["max_bulk"] <= settings.max_error
     js_ok = js_cross <= JS_CROSS_TOL
     pinsker = [4 * values["rms"] ** 2 <= optimum - values["value"] + allowance for _, values in history]
@@ -257,8 +256,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         ),
         predicted=(
             f"V(D*) = 2 JS - log 4 = {optimum:.6f} (JS = {js:.6f}); trained value in "
-            f"[V(D*) - {settings.rel_gap:.3g} x 2 JS, V(D*)]; RMS(D - D*) <= {rms_tolerance:.3g}, "
-            f"max |D - D*| on the bulk <= {settings.max_error:g}"
+            f"[V(D*) - {settings.rel_gap:.3g} x 2 JS, V(D*)] (so RMS(D - D*) <= {rms_tolerance:.3g} by "
+            f"Pinsker); max |D - D*| on the bulk <= {settings.max_error:g}"
         ),
         measured=(
             f"V(D) = {final['value']:.6f}, gap {gap:.3g} = {gap / (2 * js):.3%} of 2 JS; RMS(D - D*) = "
@@ -266,14 +265,15 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         ),
         tolerance=(
             f"gap >= -allowance (|V_h - V_2h| + |V*_h - V*_2h| + tail + 1e-9) and gap <= "
-            f"{settings.rel_gap:.3g} x 2 JS; p_mix-weighted RMS <= sqrt(that / 4) = {rms_tolerance:.3g} "
-            f"(Pinsker), max on {{p_mix >= {BULK_FRACTION:.0%} max}} <= "
+            f"{settings.rel_gap:.3g} x 2 JS (which implies the p_mix-weighted RMS <= sqrt(that / 4) = "
+            f"{rms_tolerance:.3g} by Pinsker; reported, not judged separately), max on "
+            f"{{p_mix >= {BULK_FRACTION:.0%} max}} <= "
             f"{settings.max_error:g}. Network and optimizer error, not Monte Carlo: the tolerances hold "
             "the worst of seeds 0-9 (quick) or 0-3 (full) with a margin of about 2-3.5x; 2 JS - log 4 from "
             "jensen_shannon_grid "
             f"matches f_divergence('gan') within {JS_CROSS_TOL:g}."
         ),
-        passed=bool(below and gap_ok and rms_ok and max_ok and js_ok),
+        passed=bool(below and gap_ok and max_ok and js_ok),
         details={
             "data": {"means": list(DATA_MEANS), "std": DATA_STD},
             "model_std": MODEL_STD,
@@ -295,7 +295,7 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
             "max_bulk": final["max_bulk"],
             "below_optimum": bool(below),
             "gap_ok": bool(gap_ok),
-            "rms_ok": bool(rms_ok),
+            "rms_within_pinsker_bound": bool(final["rms"] <= rms_tolerance),
             "max_ok": bool(max_ok),
             "pinsker_holds_at_every_evaluation": bool(all(pinsker)),
             "history": {

@@ -263,7 +263,8 @@ _TRAIN_HELP = (
     "stores the mode diagnostics (modes covered, high-quality fraction, KL to uniform). Vector data "
     "are standardized per feature (stored in the checkpoint); images stay in [-1, 1]. Unset "
     "learning rates and --n-critic take the loss's defaults (measureflow.generative.gan.DEFAULTS). "
-    "--resume continues an interrupted run exactly (give the same options, --steps included)."
+    "--resume continues an interrupted run exactly (give the same options); with a larger --steps it "
+    "trains a finished run further."
 )
 
 
@@ -282,13 +283,15 @@ def train(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Start afresh in an --out that holds a run (its files are replaced).")] = False,
     spectral_norm: Annotated[bool, typer.Option(
-        "--spectral-norm", help="Spectrally normalize the critic's layers (not with wgan).")] = False,
+        "--spectral-norm", help="Spectrally normalize the critic's layers (not with wgan or gmmn; "
+                                "mmd-gan's feature map always is).")] = False,
     stability: Annotated[str | None, typer.Option(
         help="alpha,beta1,beta2: the critic's Lipschitz bound, smoothness bound and RKHS-norm penalty "
              "weight of Chu, Minami & Fukumizu (2020); each > 0 (js, ns, f-GAN losses, wgan-gp).")] = None,
     g_lr: Annotated[str | None, typer.Option(
         help="Generator learning rate, or 'theory' for gamma_0 = 1/(7 alpha + beta2) (needs "
-             "--stability); default: the loss's.")] = None,
+             "--stability; the theory is about gradient descent, with the loss's Adam it only sets "
+             "the scale); default: the loss's.")] = None,
     d_lr: Annotated[float | None, typer.Option(
         help="Critic learning rate (default: the loss's).")] = None,
     n_critic: Annotated[int | None, typer.Option(

@@ -130,7 +130,7 @@ def train_diffusion(x: Tensor, *, n_steps: int, generator: torch.Generator, sde:
               "grad_clip": float(grad_clip), **(extra_config or {})}
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU only: CUDA RNGs are not forked
         model = build_score_net(net_config).to(x.device)
     task = DiffusionTask(model, sde, n_steps=n_steps, learning_rate=learning_rate, weighting=weighting,
                          ema_decay=ema_decay, grad_clip=grad_clip)

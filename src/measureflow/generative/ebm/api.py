@@ -135,7 +135,7 @@ def train_ebm(
     }
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU only: CUDA RNGs are not forked
         net = build_energy_net(**{key: value for key, value in net_config.items() if key != "dim"}, dim=dim)
     net = net.to(device=x.device, dtype=x.dtype)
     task_settings = {key: value for key, value in ebm_config.items()

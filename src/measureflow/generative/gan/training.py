@@ -18,6 +18,7 @@ optimizer, ``n_critic``) follow the papers where they fit small problems:
     js ns kl rkl pearson hellinger   Adam(0.5, 0.999)  lr 2e-4 / 2e-4  n_critic 1
     wgan                             RMSprop           lr 5e-5 / 5e-5  n_critic 5   clip 0.01
     wgan-gp                          Adam(0.5, 0.9)    lr 1e-4 / 1e-4  n_critic 5   lambda 10
+                                     (Gulrajani et al. use beta_1 = 0; 0.5 is steadier on toys)
     gmmn                             Adam(0.5, 0.999)  lr 1e-3         no critic
     mmd-gan                          Adam(0.5, 0.9)    lr 1e-4 / 1e-4  n_critic 5
 
@@ -30,6 +31,7 @@ only sharpen a kernel that already separates distributions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,20 +206,29 @@ class GANTask(TrainTask):
     def _critic_step(self, real: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         with torch.no_grad():
             fake = self.generator.sample(real.shape[0], generator)
+        both = torch.cat([real, fake])
+        n_real = real.shape[0]
+        # One forward pass over real and generated points: with spectral norm, one power iteration
+        # per critic step, and both halves scored by the same normalized weights.
         if self.loss == "mmd-gan":
-            real_features, fake_features = self._features(real), self._features(fake)
+            features = self._features(both)
+            real_features, fake_features = features[:n_real], features[n_real:]
             objective = -mmd2_loss(real_features, fake_features,
                                    self._feature_bandwidths(real_features, fake_features))
             penalty = None
         else:
-            real_out, fake_out = self.critic(real), self.critic(fake)
+            out = self.critic(both)
+            real_out, fake_out = out[:n_real], out[n_real:]
             objective = critic_loss(self.loss, real_out, fake_out)
             penalty = None
             if self.loss == "wgan-gp" and self.gp_weight > 0:
+                # Evaluation mode: the interpolates see the same normalized weights, no extra
+                # power iteration.
+                self.critic.eval()
                 penalty = self.gp_weight * gradient_penalty(self.critic, real, fake, generator)
+                self.critic.train()
             if self.stability is not None:
-                rkhs = rkhs_penalty(torch.cat([real_out, fake_out]), torch.cat([real, fake]), self.features,
-                                    self.stability)
+                rkhs = rkhs_penalty(out, both, self.features, self.stability)
                 penalty = rkhs if penalty is None else penalty + rkhs
         self.critic_optimizer.zero_grad(set_to_none=True)
         (objective if penalty is None else objective + penalty).backward()
@@ -230,8 +241,11 @@ class GANTask(TrainTask):
 
     def step(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         metrics: dict[str, Tensor] = {}
+        if batch.shape[0] != max(self.n_critic, 1) * self.batch_size:
+            raise ValueError(f"a step takes n_critic x batch_size = {max(self.n_critic, 1)} x "
+                             f"{self.batch_size} rows (one slice per critic step), got {batch.shape[0]}")
         if self.critic is not None:
-            self.critic.requires_grad_(True)
+            self.critic.train().requires_grad_(True)
             objectives, penalties = [], []
             for real in batch.split(self.batch_size):
                 objective, penalty = self._critic_step(real, generator)
@@ -240,8 +254,9 @@ class GANTask(TrainTask):
             metrics["critic_loss"] = torch.stack(objectives).mean()
             if penalties[0] is not None:
                 metrics["penalty"] = torch.stack(penalties).mean()
-            # The critic is a constant during the generator step: no gradients for its weights.
-            self.critic.requires_grad_(False)
+            # The critic is a constant during the generator step: no gradients for its weights,
+            # and (evaluation mode) no power iteration of its spectral norm.
+            self.critic.eval().requires_grad_(False)
         fake = self.generator.sample(self.batch_size, generator)
         if self.loss == "gmmn":
             loss = mmd2_loss(batch[: self.batch_size], fake, self.bandwidths)
@@ -315,8 +330,11 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
 
     ``None`` options take the loss's :data:`DEFAULTS`; ``optimizer`` (``"adam"``, ``"rmsprop"``,
     ``"sgd"``) is the generator's and, unless ``critic_optimizer`` is given, the critic's;
-    ``generator_lr="theory"`` uses gamma_0 = 1/(7 alpha + beta_2) of ``stability`` (see
-    :func:`~measureflow.generative.gan.theory_learning_rate` for particle generators).
+    ``generator_lr="theory"`` uses gamma_0 = 1/(7 alpha + beta_2) of ``stability`` as the step
+    per generated point: N gamma_0 for a particle generator of N points (see
+    :func:`~measureflow.generative.gan.theory_learning_rate`); the theory is about gradient
+    descent, so pair it with ``optimizer="sgd"`` (with Adam it is only a scale). A stability
+    ``bandwidth`` of ``None`` becomes the median pairwise distance of ``x``.
     ``spectral_norm`` normalizes the critic (implied by ``stability``; refused with ``wgan``'s
     weight clipping). ``net`` overrides
     :func:`default_net_config` (e.g. ``{"generator": "particles", "n_points": 64}``). The networks
@@ -341,11 +359,16 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
                          "an f-GAN loss or wgan-gp)")
     if loss == "gmmn" and spectral_norm:
         raise ValueError("gmmn has no critic to normalize; drop --spectral-norm")
+    net_config = _check_net({**default_net_config(tuple(int(s) for s in x.shape[1:])), **(net or {})})
     if generator_lr == "theory":
         if stability is None:
             raise ValueError("generator_lr='theory' (gamma_0 = 1/(7 alpha + beta_2)) needs a stability "
                              "triple")
         generator_lr = theory_learning_rate(stability)
+        if net_config["generator"] == "particles":
+            # The batch-mean loss moves each of the N points by lr / N times its gradient; gamma_0
+            # is the step per point.
+            generator_lr *= int(net_config.get("n_points", 1))
     elif isinstance(generator_lr, str):
         raise ValueError(f"generator_lr must be a positive number or 'theory', got {generator_lr!r}")
     n_critic = _resolve(loss, n_critic, "n_critic")
@@ -361,7 +384,8 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
             raise ValueError(f"n_critic must be an integer >= 1, got {n_critic!r}")
     event_shape = tuple(int(s) for s in x.shape[1:])
-    net_config = _check_net({**default_net_config(event_shape), **(net or {})})
+    if stability is not None and stability.bandwidth is None:
+        stability = dataclasses.replace(stability, bandwidth=median_bandwidth(x.reshape(x.shape[0], -1)))
     if loss == "gmmn":
         if bandwidths is None:
             median = float(median_bandwidth(x.reshape(x.shape[0], -1)))
@@ -373,12 +397,16 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
               "batch_size": int(batch_size), "n_critic": int(n_critic) if loss != "gmmn" else 0,
               "generator_lr": generator_lr, "critic_lr": critic_lr, "optimizer": optimizer,
               "critic_optimizer": critic_optimizer,
-              "spectral_norm": bool(spectral_norm or stability is not None), "clip_value": float(clip_value),
+              # MMD-GAN's feature map is always spectrally normalized.
+              "spectral_norm": bool(spectral_norm or stability is not None or loss == "mmd-gan"),
+              "clip_value": float(clip_value),
               "gp_weight": float(gp_weight), "stability": None if stability is None else stability.to_dict(),
               "bandwidths": bandwidths, "ema_decay": float(ema_decay), **(extra_config or {})}
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # The CPU generator only (torch.manual_seed would also reseed every CUDA device, outside
+        # the fork); modules are built on the CPU and moved.
+        torch.default_generator.manual_seed(seed)
         model = build_generator(net_config, event_shape).to(device=x.device, dtype=x.dtype)
         critic = _build_critic(loss, net_config, event_shape, bool(spectral_norm), stability)
         critic = None if critic is None else critic.to(device=x.device, dtype=x.dtype)
@@ -386,7 +414,8 @@ def train_gan(x: Tensor, *, loss: str, n_steps: int, generator: torch.Generator,
         if stability is not None:
             features = RandomFourierFeatures(math.prod(event_shape), stability.n_features,
                                              stability.bandwidth, dtype=x.dtype).to(x.device)
-    betas = DEFAULTS[loss]["betas"]
+    # The loss's Adam betas where its default optimizer is Adam; otherwise torch's usual GAN choice.
+    betas = DEFAULTS[loss]["betas"] if DEFAULTS[loss]["optimizer"] == "adam" else (0.5, 0.999)
     task = GANTask(model, critic, loss, n_critic=n_critic, generator_lr=generator_lr,
                    critic_lr=critic_lr if loss != "gmmn" else 1.0, optimizer=optimizer,
                    critic_optimizer=critic_optimizer, betas=betas,
