@@ -188,6 +188,10 @@ class GANTask(TrainTask):
         self.critic_optimizer = None if critic is None else _optimizer(
             critic_optimizer, critic.parameters(), _positive(critic_lr, "critic_lr"), betas)
         self.ema = EMA(generator, ema_decay)
+        # Only spectral norm behaves differently in training and evaluation mode (its power
+        # iteration); switching modes walks the module tree, so it is done only where it matters.
+        self._switch_modes = critic is not None and any(
+            nn.utils.parametrize.is_parametrized(module) for module in critic.modules())
 
     def _features(self, x: Tensor) -> Tensor:
         flat = x.reshape(x.shape[0], -1)
@@ -224,9 +228,11 @@ class GANTask(TrainTask):
             if self.loss == "wgan-gp" and self.gp_weight > 0:
                 # Evaluation mode: the interpolates see the same normalized weights, no extra
                 # power iteration.
-                self.critic.eval()
+                if self._switch_modes:
+                    self.critic.eval()
                 penalty = self.gp_weight * gradient_penalty(self.critic, real, fake, generator)
-                self.critic.train()
+                if self._switch_modes:
+                    self.critic.train()
             if self.stability is not None:
                 rkhs = rkhs_penalty(out, both, self.features, self.stability)
                 penalty = rkhs if penalty is None else penalty + rkhs
@@ -245,18 +251,22 @@ class GANTask(TrainTask):
             raise ValueError(f"a step takes n_critic x batch_size = {max(self.n_critic, 1)} x "
                              f"{self.batch_size} rows (one slice per critic step), got {batch.shape[0]}")
         if self.critic is not None:
-            self.critic.train().requires_grad_(True)
+            if self._switch_modes:
+                self.critic.train()
+            self.critic.requires_grad_(True)
             objectives, penalties = [], []
             for real in batch.split(self.batch_size):
                 objective, penalty = self._critic_step(real, generator)
                 objectives.append(objective)
                 penalties.append(penalty)
-            metrics["critic_loss"] = torch.stack(objectives).mean()
+            metrics["critic_loss"] = objectives[0] if len(objectives) == 1 else torch.stack(objectives).mean()
             if penalties[0] is not None:
-                metrics["penalty"] = torch.stack(penalties).mean()
+                metrics["penalty"] = penalties[0] if len(penalties) == 1 else torch.stack(penalties).mean()
             # The critic is a constant during the generator step: no gradients for its weights,
             # and (evaluation mode) no power iteration of its spectral norm.
-            self.critic.eval().requires_grad_(False)
+            if self._switch_modes:
+                self.critic.eval()
+            self.critic.requires_grad_(False)
         fake = self.generator.sample(self.batch_size, generator)
         if self.loss == "gmmn":
             loss = mmd2_loss(batch[: self.batch_size], fake, self.bandwidths)
