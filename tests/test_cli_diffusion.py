@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import invoke, one_error_line, write_csv
 
 import measureflow.generative.diffusion.training as diffusion_training
 from measureflow._core import make_generator
-from measureflow.cli import app
 from measureflow.cli import diffusion as diffusion_cli
 from measureflow.data import Standardizer, load_dataset, toy_mixture
 from measureflow.generative.diffusion import log_likelihood, probability_flow
@@ -28,24 +27,8 @@ from measureflow.generative.diffusion.training import load_diffusion
 from measureflow.generative.ebm import load_ebm, sample_ebm
 from measureflow.generative.train import CHECKPOINT_NAME, save_checkpoint
 
-runner = CliRunner()
 FAST = ["--batch-size", "64", "--n-data", "1000", "--no-progress"]
 TRAIN_FILES = {"checkpoint.pt", "history.json", "loss.png", "result.json"}
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def one_error_line(result) -> str:
-    """The single stderr line of a failed command ('' unless there is exactly one)."""
-    lines = result.stderr.splitlines()
-    return lines[0] if len(lines) == 1 else ""
-
-
-def write_csv(path: Path, x: np.ndarray) -> Path:
-    np.savetxt(path, x, delimiter=",", header=",".join(f"x{i}" for i in range(x.shape[1])), comments="")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,33 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import invoke, one_error_line, write_csv
 
 import measureflow.generative.gan.training as gan_training
 from measureflow._core import make_generator
-from measureflow.cli import app
 from measureflow.data import MODE_STD, Standardizer, load_dataset, toy_mixture
 from measureflow.generative.gan import LOSS_NAMES, load_gan, mode_diagnostics
 from measureflow.generative.train import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 
-runner = CliRunner()
 FAST = ["--batch-size", "32", "--n-data", "1000", "--no-progress"]
 TRAIN_FILES = {"checkpoint.pt", "history.json", "loss.png", "result.json"}
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def one_error_line(result) -> str:
-    """The single stderr line of a failed command ('' unless there is exactly one)."""
-    lines = result.stderr.splitlines()
-    return lines[0] if len(lines) == 1 else ""
-
-
-def write_csv(path: Path, x: np.ndarray) -> Path:
-    np.savetxt(path, x, delimiter=",", header=",".join(f"x{i}" for i in range(x.shape[1])), comments="")
-    return path
 
 
 def other_kind_checkpoint(path: Path) -> Path:

@@ -32,22 +32,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from measureflow.generative.nets import _check_int, _check_scale
+
 __all__ = ["ACTIVATIONS", "Critic", "Generator", "ParticleGenerator", "softplus_sharpness"]
 
 ACTIVATIONS = ("relu", "leaky_relu", "softplus")
-
-
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return float(value)
 
 
 def _check_shape(shape: int | Sequence[int], name: str) -> tuple[int, ...]:
@@ -64,7 +53,7 @@ def softplus_sharpness(beta1: float, alpha: float, n_hidden: int) -> float:
     >>> softplus_sharpness(beta1=2.0, alpha=1.0, n_hidden=2)
     4.0
     """
-    return 4 * _check_positive(beta1, "beta1") / (_check_positive(alpha, "alpha")
+    return 4 * _check_scale(beta1, "beta1") / (_check_scale(alpha, "alpha")
                                                    * _check_int(n_hidden, "n_hidden"))
 
 
@@ -183,8 +172,8 @@ class Critic(nn.Module):
         self.in_shape = _check_shape(in_shape, "in_shape")
         self.out_dim = _check_int(out_dim, "out_dim")
         hidden, depth = _check_int(hidden, "hidden"), _check_int(depth, "depth")
-        self.lipschitz = _check_positive(lipschitz, "lipschitz")
-        sharpness = _check_positive(sharpness, "sharpness")
+        self.lipschitz = _check_scale(lipschitz, "lipschitz")
+        sharpness = _check_scale(sharpness, "sharpness")
         self.spectral_norm = bool(spectral_norm)
 
         def linear(n_in: int, n_out: int) -> nn.Module:
