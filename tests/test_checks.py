@@ -20,7 +20,8 @@ CHECK_NAMES = [
     "kantorovich-duality", "w2-sample-rate", "distance-geometry", "de-bruijn", "lsi-decay",
     "particles-vs-pde", "wgf-descent", "benamou-brenier", "simplex-methods", "flows-to-mixture",
     "ou-forgets", "reverse-exact-score", "learned-score-toys", "diffusion-digits",
-    "ebm-mixture", "optimal-discriminator", "fgan-bound", "vanishing-gradients", "gan-stability",
+    "ebm-mixture", "optimal-discriminator", "fgan-bound", "vanishing-gradients", "mode-coverage",
+    "gan-stability",
 ]
 
 

@@ -139,6 +139,11 @@ def test_mode_diagnostics_counts_modes_quality_and_balance():
     assert report.to_dict()["n_modes"] == 8
     nothing = mode_diagnostics(torch.full((5, 2), 50.0), centers, 0.02)
     assert nothing.n_covered == 0 and nothing.high_quality_fraction == 0 and math.isinf(nothing.kl_to_uniform)
+    # Non-finite rows (a diverged generator) are low-quality samples, not an error.
+    broken = torch.cat([torch.tensor([[0.0, 0.0]] * 30), torch.full((10, 2), float("nan")),
+                        torch.tensor([[float("inf"), 0.0]] * 10)])
+    report = mode_diagnostics(broken, torch.tensor([[0.0, 0.0], [5.0, 0.0]]), std=0.2)
+    assert report.counts.tolist() == [30, 0] and report.high_quality_fraction == 30 / 50
     with pytest.raises(ValueError, match="agree"):
         mode_diagnostics(torch.zeros(3, 3), centers, 0.02)
     with pytest.raises(ValueError, match="std"):

@@ -43,7 +43,8 @@ class ModeReport:
 def mode_diagnostics(samples: Tensor, centers: Tensor, std: float, *, n_std: float = 3.0,
                      min_count: int = 20) -> ModeReport:
     """Modes covered, high-quality fraction and mode-histogram KL of ``samples`` ``(n, d)`` against
-    mode ``centers`` ``(K, d)`` of isotropic standard deviation ``std``.
+    mode ``centers`` ``(K, d)`` of isotropic standard deviation ``std``. Rows with NaN or
+    infinite entries count as samples of low quality.
 
     >>> centers = torch.tensor([[0.0, 0.0], [5.0, 0.0]])
     >>> samples = torch.tensor([[0.1, 0.0]] * 30 + [[2.5, 0.0]] * 10)
@@ -56,15 +57,17 @@ def mode_diagnostics(samples: Tensor, centers: Tensor, std: float, *, n_std: flo
                          f"and {tuple(centers.shape)}")
     if samples.shape[0] < 1 or centers.shape[0] < 1:
         raise ValueError("need at least one sample and one mode")
-    if not bool(torch.isfinite(samples).all()):
-        raise ValueError("samples contain NaN or infinite values")
     std = check_positive(std, "std")
     n_std = check_positive(n_std, "n_std")
     if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
         raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
-    distances = torch.cdist(samples.double(), centers.to(samples.device).double())
+    # A non-finite sample (a diverged generator) is of low quality, not an error: its row is
+    # replaced by a finite placeholder and excluded.
+    finite = torch.isfinite(samples).all(dim=1)
+    distances = torch.cdist(torch.nan_to_num(samples.double(), nan=0.0, posinf=0.0, neginf=0.0),
+                            centers.to(samples.device).double())
     nearest_distance, nearest = distances.min(dim=1)
-    good = nearest_distance <= n_std * std
+    good = (nearest_distance <= n_std * std) & finite
     counts = torch.bincount(nearest[good], minlength=centers.shape[0]).cpu()
     covered = counts >= int(min_count)
     n_good = int(counts.sum())
