@@ -239,7 +239,8 @@ def _run_plain(data, loss: str, n_steps: int, seed: int) -> dict:
                                        feature_bandwidths(real_features, fake_features))
                     total = objective
                 else:
-                    objective = _critic_objective(loss, critic(real), critic(fake))
+                    out = critic(torch.cat([real, fake]))   # one pass, as train_gan does
+                    objective = _critic_objective(loss, out[:BATCH], out[BATCH:])
                     total = objective
                     if loss == "wgan-gp":
                         u = torch.rand(u_shape, generator=generator)
