@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "cap_memory", "cpu_model", "is_memory_error", "peak_rss_kib", "reset_peak_rss", "run_child", "timed",
-    "write_atomic", "write_section",
+    "cap_memory", "cpu_model", "is_memory_error", "machine_info", "peak_rss_kib", "reset_peak_rss",
+    "run_child", "set_threads", "timed", "write_atomic", "write_section",
 ]
 
 HEADER = (
@@ -35,6 +35,25 @@ def cpu_model() -> str:
     except (OSError, subprocess.CalledProcessError):
         pass
     return model
+
+
+def machine_info(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """What a result was measured on: CPU model, cores, Python, torch, the ``extra`` entries (other
+    tools' versions, thread counts: label -> value) and measureflow's version."""
+    import torch
+
+    import measureflow as mf
+
+    return {"cpu": cpu_model(), "cores": str(os.cpu_count()), "python": platform.python_version(),
+            "torch": torch.__version__, **(extra or {}), "measureflow": mf.__version__}
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's intra-op threads (None leaves torch's choice)."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -53,7 +53,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -75,13 +74,6 @@ DOPRI_TOLERANCES = (1e-3, 1e-4)
 TRAIN_BATCH = {"mlp": 512, "unet": 128}
 TRAIN_LABEL = {"mlp": f"2-D MLP 4 x 256, {TOY} (standardized), batch 512",
                "unet": "digits U-Net (UNet8), 1,437 training images, batch 128"}
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------- training
@@ -371,10 +363,10 @@ def samplers_child(args) -> dict:
 
 def child(group: str, args) -> dict:
     import torch
-    from _results import cap_memory
+    from _results import cap_memory, set_threads
 
     cap_memory(args.memory_gb)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     result = samplers_child(args) if group == "samplers" else train_child(group, args)
     result["threads"] = torch.get_num_threads()
     return result
@@ -394,18 +386,6 @@ def run_case(group: str, args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- report
-
-def machine_info() -> dict[str, str]:
-    import diffusers
-    import torch
-    from _results import cpu_model
-
-    import measureflow as mf
-
-    model = cpu_model()
-    return {"cpu": model, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "torch": torch.__version__, "diffusers": diffusers.__version__, "measureflow": mf.__version__}
-
 
 def render_training(results: dict[str, dict], args) -> list[str]:
     lines = [
@@ -487,6 +467,9 @@ def render_samplers(result: dict) -> list[str]:
 
 
 def render(results: dict[str, dict], args, wall: float, load: tuple[str, str]) -> str:
+    import diffusers
+    from _results import machine_info
+
     training = {group: results[group] for group in ("mlp", "unet") if group in results}
     threads = next((r["threads"] for r in results.values() if "threads" in r), "?")
     lines = [
@@ -535,8 +518,9 @@ def render(results: dict[str, dict], args, wall: float, load: tuple[str, str]) -
             "",
             *render_samplers(result),
         ]
-    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items())
-              + f", torch threads {threads}; load average (1 min) at start / end {load[0]} / {load[1]}; "
+    machine = machine_info({"diffusers": diffusers.__version__, "torch threads": str(threads)})
+    lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items())
+              + f"; load average (1 min) at start / end {load[0]} / {load[1]}; "
               f"whole benchmark {wall:.0f} s.", ""]
     return "\n".join(lines)
 
@@ -569,7 +553,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args)))
         return 0
     if args.profile:
-        _set_threads(args.threads)
+        from _results import set_threads
+
+        set_threads(args.threads)
         profile_ours(args.profile, args)
         return 0
     from _results import write_section

@@ -48,7 +48,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -358,14 +357,10 @@ def machine_info() -> dict[str, str]:
     import numpy
     import scipy
     import torch
-    from _results import cpu_model
+    from _results import machine_info as common
 
-    import measureflow as mf
-
-    model = cpu_model()
-    return {"cpu": model, "cores": str(os.cpu_count()), "torch threads": str(torch.get_num_threads()),
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "measureflow": mf.__version__}
+    return common({"torch threads": str(torch.get_num_threads()), "numpy": numpy.__version__,
+                   "scipy": scipy.__version__})
 
 
 NEEDS = {  # what the plain implementations would allocate, for the out-of-memory rows

@@ -46,7 +46,6 @@ import copy
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -76,13 +75,6 @@ STEPS = {
 }
 GROUP_LABEL = {"2d": f"{TOY} (standardized, {N_TOY_TRAIN:,} points)",
                "digits": "digits (1,437 training images, (n, 1, 8, 8))"}
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
 
 
 def _data(group: str):
@@ -375,10 +367,10 @@ def profile_ours(case: str, args) -> None:
 
 def child(group: str, args) -> dict:
     import torch
-    from _results import cap_memory
+    from _results import cap_memory, set_threads
 
     cap_memory(args.memory_gb)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     result = group_child(group, args)
     result["threads"] = torch.get_num_threads()
     return result
@@ -398,16 +390,6 @@ def run_case(group: str, args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- report
-
-def machine_info() -> dict[str, str]:
-    import torch
-    from _results import cpu_model
-
-    import measureflow as mf
-
-    return {"cpu": cpu_model(), "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "torch": torch.__version__, "measureflow": mf.__version__}
-
 
 def _gap(gaps: dict[str, float]) -> str:
     return ", ".join(f"{key.removesuffix('_loss')} {value:.0e}" for key, value in gaps.items())
@@ -464,6 +446,8 @@ def _verdict(results: dict[str, dict]) -> str:
 
 
 def render(results: dict[str, dict], args, wall: float, load: tuple[str, str]) -> str:
+    from _results import machine_info
+
     threads = next((r["threads"] for r in results.values() if "threads" in r), "?")
     lines = [
         "## Adversarial and kernel generative models (GAN)",
@@ -499,8 +483,9 @@ def render(results: dict[str, dict], args, wall: float, load: tuple[str, str]) -
         if group in results:
             lines += [*render_group(group, results[group]), ""]
     lines += [_verdict(results), ""]
-    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items())
-              + f", torch threads {threads}; load average (1 min) at start / end {load[0]} / {load[1]}; "
+    machine = machine_info({"torch threads": str(threads)})
+    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items())
+              + f"; load average (1 min) at start / end {load[0]} / {load[1]}; "
               f"whole benchmark {wall:.0f} s.", ""]
     return "\n".join(lines)
 
@@ -553,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         if group not in GROUPS or loss not in LOSSES:
             parser.error(f"--profile: expected DATA:LOSS with DATA in {', '.join(GROUPS)} and LOSS in "
                          f"{', '.join(LOSSES)}, got {args.profile!r}")
-        _set_threads(args.threads)
+        from _results import set_threads
+
+        set_threads(args.threads)
         profile_ours(args.profile, args)
         return 0
     from _results import write_section

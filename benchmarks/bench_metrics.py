@@ -32,7 +32,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -163,13 +162,10 @@ def _versions() -> dict[str, str]:
     import geomloss
     import ot
     import torch
+    from _results import machine_info
 
-    import measureflow as mf
-
-    return {"torch": torch.__version__, "POT": ot.__version__, "geomloss": geomloss.__version__,
-            "measureflow": mf.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "cores": str(os.cpu_count()),
-            "torch threads": str(torch.get_num_threads())}
+    return machine_info({"POT": ot.__version__, "geomloss": geomloss.__version__,
+                         "torch threads": str(torch.get_num_threads())})
 
 
 NEEDS = {  # what a dense method would allocate, for the out-of-memory rows

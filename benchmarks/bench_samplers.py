@@ -25,8 +25,6 @@ import argparse
 import datetime
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch  # noqa: E402
 import measureflow as mf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine_info as common_machine_info  # noqa: E402
 from _results import write_section  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -169,24 +168,9 @@ def machine_info() -> dict[str, str]:
         blackjax_version = blackjax.__version__
     except Exception:  # pragma: no cover
         blackjax_version = "?"
-    model = platform.processor() or "?"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return {
-        "cpu": model,
-        "cores": str(os.cpu_count()),
-        "torch threads": str(torch.get_num_threads()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "jax / jaxlib": f"{jax.__version__} / {getattr(jax.lib, '__version__', '?')}",
-        "blackjax": blackjax_version,
-        "measureflow": mf.__version__,
-    }
+    return common_machine_info({"torch threads": str(torch.get_num_threads()),
+                                "jax / jaxlib": f"{jax.__version__} / {getattr(jax.lib, '__version__', '?')}",
+                                "blackjax": blackjax_version})
 
 
 def render(rows: list[dict], info: dict[str, str], args, load: tuple[str, str],
