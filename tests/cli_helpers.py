@@ -1,14 +1,18 @@
 """Helpers shared by the CLI tests of the generative models: invoke the app, read its one error
-line, write a .csv of samples."""
+line, write a .csv of samples, interrupt a training run and resume it."""
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
 
 import numpy as np
+import torch
 from typer.testing import CliRunner
 
 from measureflow.cli import app
+from measureflow.generative.train import CHECKPOINT_NAME
 
 runner = CliRunner()
 
@@ -26,3 +30,46 @@ def one_error_line(result) -> str:
 def write_csv(path: Path, x: np.ndarray) -> Path:
     np.savetxt(path, x, delimiter=",", header=",".join(f"x{i}" for i in range(x.shape[1])), comments="")
     return path
+
+
+def interrupt_and_resume(command: list, tmp_path: Path, monkeypatch, module, function: str, at: int) -> tuple:
+    """Train ``command`` once whole (into tmp_path/whole) and once interrupted by Ctrl-C during
+    the ``at``-th call of ``module.function`` (one call per step), then resumed (tmp_path/split).
+
+    Checks the interrupted run: it finishes the step, writes a checkpoint of it, names --resume
+    and exits 130 (128 + SIGINT; 1 in older click, which prints "Aborted!"); and the resumed run:
+    same history as the whole one, ``resumed_from`` recorded. Returns the two final checkpoints
+    (whole, split) for the caller's bitwise comparison of its own state.
+    """
+    result = invoke(*command, "--out", tmp_path / "whole")
+    assert result.exit_code == 0, result.output
+
+    real, calls = getattr(module, function), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, function, interrupted)
+    result = invoke(*command, "--out", tmp_path / "split")
+    assert result.exit_code in (1, 130) and len(calls) == at, result.output
+    assert "--resume" in result.stderr
+    assert torch.load(tmp_path / "split" / CHECKPOINT_NAME, weights_only=True)["step"] == at
+    monkeypatch.setattr(module, function, real)
+
+    result = invoke(*command, "--out", tmp_path / "split", "--resume")
+    assert result.exit_code == 0, result.output
+    whole = torch.load(tmp_path / "whole" / CHECKPOINT_NAME, weights_only=True)
+    split = torch.load(tmp_path / "split" / CHECKPOINT_NAME, weights_only=True)
+    assert whole["step"] == split["step"]
+    assert whole["history"]["losses"] == split["history"]["losses"]
+    assert json.loads((tmp_path / "split" / "result.json").read_text())["history"]["resumed_from"] == at
+    return whole, split
+
+
+def assert_same_tensors(a: dict, b: dict, label: str) -> None:
+    """Two state dicts hold the same keys and bitwise equal tensors."""
+    assert a.keys() == b.keys(), label
+    assert all(torch.equal(a[key], b[key]) for key in a), label

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from cli_helpers import invoke, one_error_line, write_csv
+from cli_helpers import assert_same_tensors, interrupt_and_resume, invoke, one_error_line, write_csv
 
 import measureflow.generative.diffusion.training as diffusion_training
 from measureflow._core import make_generator
@@ -162,42 +161,15 @@ def test_nll_against_the_true_density_of_a_mixture_toy(moons_run, tmp_path):
 
 
 def test_interrupted_training_resumes_bitwise(tmp_path, monkeypatch, python_sigint):
-    common = ["diffusion", "train", "--data", "moons", "--steps", "40", "--checkpoint-every", "20",
-              "--figure-samples", "0", *FAST]
-    result = invoke(*common, "--out", tmp_path / "whole")
-    assert result.exit_code == 0, result.output
-
-    # Ctrl-C during step 27, between two checkpoints: the loop finishes the step, writes a
-    # checkpoint of it and stops with KeyboardInterrupt (exit code 130 = 128 + SIGINT; 1 in older
-    # click, which prints "Aborted!").
-    real_loss, calls = diffusion_training.dsm_loss, []
-
-    def interrupted_loss(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 27:
-            signal.raise_signal(signal.SIGINT)
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(diffusion_training, "dsm_loss", interrupted_loss)
-    result = invoke(*common, "--out", tmp_path / "split")
-    assert result.exit_code in (1, 130) and len(calls) == 27, result.output
-    assert torch.load(tmp_path / "split" / CHECKPOINT_NAME, weights_only=True)["step"] == 27
-    monkeypatch.setattr(diffusion_training, "dsm_loss", real_loss)
-
-    result = invoke(*common, "--out", tmp_path / "split", "--resume")
-    assert result.exit_code == 0, result.output
-    whole = torch.load(tmp_path / "whole" / CHECKPOINT_NAME, weights_only=True)
-    split = torch.load(tmp_path / "split" / CHECKPOINT_NAME, weights_only=True)
-    assert whole["step"] == split["step"] == 40
-    for part in ("model", "ema"):
-        tensors = whole[part] if part == "model" else whole[part]["model"]
-        resumed = split[part] if part == "model" else split[part]["model"]
-        assert tensors.keys() == resumed.keys()
-        assert all(torch.equal(tensors[key], resumed[key]) for key in tensors), part
+    command = ["diffusion", "train", "--data", "moons", "--steps", "40", "--checkpoint-every", "20",
+               "--figure-samples", "0", *FAST]
+    # Ctrl-C during step 27 (one dsm_loss call per step), between two checkpoints.
+    whole, split = interrupt_and_resume(command, tmp_path, monkeypatch, diffusion_training, "dsm_loss", 27)
+    assert split["step"] == 40
+    assert_same_tensors(whole["model"], split["model"], "model")
+    assert_same_tensors(whole["ema"]["model"], split["ema"]["model"], "ema")
     moments = zip(whole["optimizer"]["state"].values(), split["optimizer"]["state"].values(), strict=True)
     assert all(torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) for a, b in moments)
-    assert whole["history"]["losses"] == split["history"]["losses"]
-    assert json.loads((tmp_path / "split" / "result.json").read_text())["history"]["resumed_from"] == 27
 
 
 def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_old_checkpoint(moons_run):

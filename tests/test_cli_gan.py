@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from cli_helpers import invoke, one_error_line, write_csv
+from cli_helpers import assert_same_tensors, interrupt_and_resume, invoke, one_error_line, write_csv
 
 import measureflow.generative.gan.training as gan_training
 from measureflow._core import make_generator
@@ -224,40 +223,14 @@ def test_overwrite_starts_afresh(tmp_path):
 
 
 def test_interrupted_training_resumes_bitwise(tmp_path, monkeypatch, python_sigint):
-    common = ["gan", "train", "--data", "moons", "--loss", "js", "--steps", "30", "--checkpoint-every", "10",
-              "--figure-samples", "0", *FAST]
-    result = invoke(*common, "--out", tmp_path / "whole")
-    assert result.exit_code == 0, result.output
-
-    # Ctrl-C during generator step 13 (one generator_loss call per step), between two checkpoints:
-    # the loop finishes the step, checkpoints it and stops with KeyboardInterrupt (exit 130).
-    real_loss, calls = gan_training.generator_loss, []
-
-    def interrupted_loss(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 13:
-            signal.raise_signal(signal.SIGINT)
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(gan_training, "generator_loss", interrupted_loss)
-    result = invoke(*common, "--out", tmp_path / "split")
-    assert result.exit_code in (1, 130) and len(calls) == 13, result.output
-    assert "--resume" in result.stderr
-    assert torch.load(tmp_path / "split" / CHECKPOINT_NAME, weights_only=True)["step"] == 13
-    monkeypatch.setattr(gan_training, "generator_loss", real_loss)
-
-    result = invoke(*common, "--out", tmp_path / "split", "--resume")
-    assert result.exit_code == 0, result.output
-    whole = torch.load(tmp_path / "whole" / CHECKPOINT_NAME, weights_only=True)
-    split = torch.load(tmp_path / "split" / CHECKPOINT_NAME, weights_only=True)
-    assert whole["step"] == split["step"] == 30
-    for part in ("model", "critic", "ema"):
-        tensors = whole[part] if part != "ema" else whole[part]["model"]
-        resumed = split[part] if part != "ema" else split[part]["model"]
-        assert tensors.keys() == resumed.keys()
-        assert all(torch.equal(tensors[key], resumed[key]) for key in tensors), part
-    assert whole["history"]["losses"] == split["history"]["losses"]
-    assert json.loads((tmp_path / "split" / "result.json").read_text())["history"]["resumed_from"] == 13
+    command = ["gan", "train", "--data", "moons", "--loss", "js", "--steps", "30", "--checkpoint-every", "10",
+               "--figure-samples", "0", *FAST]
+    # Ctrl-C during generator step 13 (one generator_loss call per step), between two checkpoints.
+    whole, split = interrupt_and_resume(command, tmp_path, monkeypatch, gan_training, "generator_loss", 13)
+    assert split["step"] == 30
+    for part in ("model", "critic"):
+        assert_same_tensors(whole[part], split[part], part)
+    assert_same_tensors(whole["ema"]["model"], split["ema"]["model"], "ema")
 
 
 def test_digits_round_trip_keeps_images_and_pixels(tmp_path):
