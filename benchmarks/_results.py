@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = [
     "cap_memory", "cpu_model", "is_memory_error", "machine_info", "peak_rss_kib", "reset_peak_rss",
-    "run_child", "set_threads", "timed", "write_atomic", "write_section",
+    "run_child", "run_groups", "set_threads", "timed", "write_atomic", "write_section",
 ]
 
 HEADER = (
@@ -54,6 +54,23 @@ def set_threads(threads: int | None) -> None:
 
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def run_groups(groups, run_case: Callable[[str], dict]) -> tuple[dict[str, dict], float, tuple[str, str]]:
+    """Run ``run_case(group)`` for each group in order, printing each one's status and time.
+
+    Returns (results by group, whole wall time in seconds, 1-minute load average at start and end).
+    """
+    wall = time.perf_counter()
+    load_start = f"{os.getloadavg()[0]:.2f}"
+    results: dict[str, dict] = {}
+    for group in groups:
+        start = time.perf_counter()
+        results[group] = run_case(group)
+        status = results[group]["status"]
+        print(f"{group:9s} {status} in {time.perf_counter() - start:.0f} s"
+              + ("" if status == "ok" else f": {results[group].get('error', '')}"), flush=True)
+    return results, time.perf_counter() - wall, (load_start, f"{os.getloadavg()[0]:.2f}")
 
 
 def write_atomic(path: Path, text: str) -> None:

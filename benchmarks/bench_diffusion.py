@@ -52,7 +52,6 @@ import copy
 import datetime
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -558,24 +557,15 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         profile_ours(args.profile, args)
         return 0
-    from _results import write_section
+    from _results import run_groups, write_section
 
     groups = GROUPS if args.only is None else tuple(args.only.split(","))
     unknown = set(groups) - set(GROUPS)
     if unknown:
         parser.error(f"--only: unknown groups {sorted(unknown)}; choose from {', '.join(GROUPS)}")
-    wall = time.perf_counter()
-    load_start = f"{os.getloadavg()[0]:.2f}"
-    results: dict[str, dict] = {}
-    for group in GROUPS:
-        if group not in groups:
-            continue
-        start = time.perf_counter()
-        results[group] = run_case(group, args)
-        status = results[group]["status"]
-        print(f"{group:9s} {status} in {time.perf_counter() - start:.0f} s"
-              + ("" if status == "ok" else f": {results[group].get('error', '')}"), flush=True)
-    text = render(results, args, time.perf_counter() - wall, (load_start, f"{os.getloadavg()[0]:.2f}"))
+    results, wall, load = run_groups([group for group in GROUPS if group in groups],
+                                     lambda group: run_case(group, args))
+    text = render(results, args, wall, load)
     write_section(args.out, "bench_diffusion", text)
     print(text)
     print(f"wrote {args.out}")

@@ -45,7 +45,6 @@ import argparse
 import copy
 import datetime
 import json
-import os
 import statistics
 import sys
 import time
@@ -543,20 +542,11 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         profile_ours(args.profile, args)
         return 0
-    from _results import write_section
+    from _results import run_groups, write_section
 
-    wall = time.perf_counter()
-    load_start = f"{os.getloadavg()[0]:.2f}"
-    results: dict[str, dict] = {}
-    for group in GROUPS:
-        if group not in args.losses:
-            continue
-        start = time.perf_counter()
-        results[group] = run_case(group, args)
-        status = results[group]["status"]
-        print(f"{group:7s} {status} in {time.perf_counter() - start:.0f} s"
-              + ("" if status == "ok" else f": {results[group].get('error', '')}"), flush=True)
-    text = render(results, args, time.perf_counter() - wall, (load_start, f"{os.getloadavg()[0]:.2f}"))
+    results, wall, load = run_groups([group for group in GROUPS if group in args.losses],
+                                     lambda group: run_case(group, args))
+    text = render(results, args, wall, load)
     write_section(args.out, "bench_gan", text)
     print(text)
     print(f"wrote {args.out}")

@@ -73,3 +73,14 @@ def assert_same_tensors(a: dict, b: dict, label: str) -> None:
     """Two state dicts hold the same keys and bitwise equal tensors."""
     assert a.keys() == b.keys(), label
     assert all(torch.equal(a[key], b[key]) for key in a), label
+
+
+def assert_digit_samples(out: Path, n: int) -> None:
+    """``out`` holds what a sample command writes for digits: n images (n, 1, 8, 8) in [-1, 1] and
+    their 0..16 pixels, p = round((x + 1) * 8)."""
+    assert {path.name for path in out.iterdir()} == {"samples.npz", "samples.png", "result.json"}
+    with np.load(out / "samples.npz") as stored:
+        images, pixels = stored["samples"], stored["pixels"]
+    assert images.shape == pixels.shape == (n, 1, 8, 8) and pixels.dtype == np.uint8
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(pixels, np.round((images.astype(np.float64) + 1.0) * 8.0))

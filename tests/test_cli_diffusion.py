@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_same_tensors, interrupt_and_resume, invoke, one_error_line, write_csv
+from cli_helpers import (
+    assert_digit_samples,
+    assert_same_tensors,
+    interrupt_and_resume,
+    invoke,
+    one_error_line,
+    write_csv,
+)
 
 import measureflow.generative.diffusion.training as diffusion_training
 from measureflow._core import make_generator
@@ -283,13 +290,7 @@ def test_digits_round_trip_keeps_images_and_pixels(tmp_path):
     result = invoke("diffusion", "sample", "--ckpt", run, "--sampler", "ode", "--steps", "2", "--n", "6",
                     "--no-progress", "--out", out)
     assert result.exit_code == 0, result.output
-    assert {path.name for path in out.iterdir()} == {"samples.npz", "samples.png", "result.json"}
-    with np.load(out / "samples.npz") as stored:
-        images, pixels = stored["samples"], stored["pixels"]
-    assert images.shape == pixels.shape == (6, 1, 8, 8) and pixels.dtype == np.uint8
-    assert images.min() >= -1.0 and images.max() <= 1.0
-    # pixels are the 0..16 intensities of the clipped images: x = p / 8 - 1, rounded.
-    np.testing.assert_array_equal(pixels, np.round((images.astype(np.float64) + 1.0) * 8.0))
+    assert_digit_samples(out, 6)
 
 
 # ----------------------------------------------------------------------------- measureflow ebm
