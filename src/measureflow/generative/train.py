@@ -5,7 +5,8 @@ and returns its metrics as 0-dim tensors, ``state_dict()``/``load_state_dict()``
 everything that step changes (model, optimizer, scheduler, :class:`EMA`, replay buffers...).
 :func:`train` owns the rest:
 
-- batches of ``batch_size`` rows drawn with replacement, ``data[randint(n, generator)]``, and
+- batches of ``batch_size`` rows drawn with replacement, ``data[randint(n, generator)]`` (or
+  the whole data set every step with ``batch_size=None``: full-batch gradient descent), and
   the same ``generator`` handed to the task for its noise, so one seeded generator fixes a run;
 - running averages of the metrics over windows of ``log_every`` steps (summed as tensors on
   the device, read back only at the end of a window, so the loop does not wait on the device
@@ -477,7 +478,7 @@ def train(
     data: Tensor,
     *,
     n_steps: int,
-    batch_size: int,
+    batch_size: int | None,
     generator: torch.Generator,
     out_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -494,7 +495,7 @@ def train(
 
     Each step draws ``batch = data[randint(n, (batch_size,), generator)]`` (rows with
     replacement, indices drawn on the generator's device, then moved to the data's) and calls
-    ``task.step(batch, generator)``. Metrics are averaged over windows of ``log_every`` steps.
+    ``task.step(batch, generator)``; ``batch_size=None`` hands the whole ``data`` to every step. Metrics are averaged over windows of ``log_every`` steps.
 
     With ``out_dir``: ``checkpoint.pt`` after every ``checkpoint_every`` steps (default
     ``max(n_steps // 10, 1)``) and after the last, ``history.json`` and ``loss.png`` with it;
@@ -533,7 +534,8 @@ def train(
         n_bad = int((~torch.isfinite(data)).sum())
         raise ValueError(f"data contains {n_bad} NaN or infinite value(s); all must be finite")
     n_steps = _check_count(n_steps, "n_steps")
-    batch_size = _check_count(batch_size, "batch_size")
+    if batch_size is not None:
+        batch_size = _check_count(batch_size, "batch_size")
     log_every = _check_count(log_every, "log_every")
     if not isinstance(generator, torch.Generator):
         raise TypeError(
@@ -651,10 +653,14 @@ def train(
         with _DeferredSignals() if out is not None else _nothing() as signals:
             for step in range(start, n_steps):
                 consistent = False
-                rows = torch.randint(n_rows, (batch_size,), generator=generator, device=index_device)
-                if rows.device != data.device:
-                    rows = rows.to(data.device)
-                recorder.add(task.step(data[rows], generator), step + 1)
+                if batch_size is None:
+                    batch = data
+                else:
+                    rows = torch.randint(n_rows, (batch_size,), generator=generator, device=index_device)
+                    if rows.device != data.device:
+                        rows = rows.to(data.device)
+                    batch = data[rows]
+                recorder.add(task.step(batch, generator), step + 1)
                 completed = step + 1
                 if completed % log_every == 0 or completed == n_steps:
                     means = recorder.flush(completed)
