@@ -109,7 +109,9 @@ class MeanFieldRisk(Functional):
         g = self.loss.derivative(outputs, targets) / inputs.shape[0]
         velocity = torch.empty_like(x)
         velocity[:, 0] = -(g @ features)
-        velocity[:, 1:] = -(a[:, None] * ((slopes * g[:, None]).T @ inputs))
+        # ((D * g)^T X)^T = (g * X)^T D: g scales the (n, d) inputs rather than an (n, M) copy of D,
+        # and the product is (d, n) @ (n, M), several times faster than (M, n) @ (n, d) on the CPU.
+        velocity[:, 1:] = -(((g[:, None] * inputs).T @ slopes) * a).T
         return velocity
 
     @property

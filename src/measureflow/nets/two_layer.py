@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from measureflow.nets.activations import Activation, SmoothReLU, activation
 
-__all__ = ["LAYERS", "SCALINGS", "TwoLayer"]
+__all__ = ["LAYERS", "SCALINGS", "TwoLayer", "symmetrize"]
 
 SCALINGS = ("ntk", "mean-field")
 LAYERS = ("a", "w")
@@ -122,3 +122,27 @@ class TwoLayer(nn.Module):
 
 
 _activation = activation
+
+
+def symmetrize(model: TwoLayer) -> TwoLayer:
+    r"""Make the network output zero at initialization, in place: neurons M/2 + j copy neuron j
+    with the opposite outer weight, w_{M/2+j} = w_j and a_{M/2+j} = -a_j, so f_{theta_0} = 0.
+
+    This is the symmetric initialization of Nitanda & Suzuki (2020) (also Chizat, Oyallon & Bach
+    2019): the lazy predictor then starts from f_0 = 0 instead of a random Gaussian-process draw,
+    and the NTK at initialization keeps the law of a width-M/2 network's kernel (each pair adds
+    twice the same term). ``model.width`` must be even. Returns ``model``.
+
+    >>> net = symmetrize(TwoLayer(3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    >>> bool(net(torch.randn(4, 3, dtype=torch.float64)).abs().max() < 1e-12)  # zero up to rounding
+    True
+    """
+    if not isinstance(model, TwoLayer):
+        raise TypeError(f"model must be a TwoLayer, got {type(model).__name__}")
+    if model.width % 2:
+        raise ValueError(f"symmetrize needs an even width, got {model.width}")
+    half = model.width // 2
+    with torch.no_grad():
+        model.w[half:] = model.w[:half]
+        model.a[half:] = -model.a[:half]
+    return model
