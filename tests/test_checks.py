@@ -21,7 +21,8 @@ CHECK_NAMES = [
     "particles-vs-pde", "wgf-descent", "benamou-brenier", "simplex-methods", "flows-to-mixture",
     "ou-forgets", "reverse-exact-score", "learned-score-toys", "diffusion-digits",
     "ebm-mixture", "optimal-discriminator", "fgan-bound", "vanishing-gradients", "mode-coverage",
-    "gan-stability",
+    "gan-stability", "ntk-concentration", "ntk-linear-convergence", "lazy-vs-active", "spectral-bias",
+    "implicit-bias", "landscape", "averaged-sgd",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from measureflow.checks import (
     annealed_rastrigin,
+    averaged_sgd,
     benamou_brenier,
     de_bruijn,
     diffusion_digits,
@@ -12,18 +13,24 @@ from measureflow.checks import (
     fgan_bound,
     flows_to_mixture,
     gan_stability,
+    implicit_bias,
     kantorovich_duality,
+    landscape,
     langevin_stationary,
+    lazy_vs_active,
     learned_score_toys,
     lsi_decay,
     mmd_unbiased,
     mode_coverage,
+    ntk_concentration,
+    ntk_linear_convergence,
     optimal_discriminator,
     ou_forgets,
     particles_vs_pde,
     reverse_exact_score,
     sgld_logistic,
     simplex_methods,
+    spectral_bias,
     ula_bias,
     vanishing_gradients,
     w2_sample_rate,
@@ -174,5 +181,46 @@ CHECKS: dict[str, CheckSpec] = {
         "the RKHS-regularized GAN (Chu, Minami & Fukumizu) is stable for generator steps up to "
         "gamma_0 = 1/(7 alpha + beta_2) and degrades far above it",
         gan_stability.run,
+    ),
+    "ntk-concentration": CheckSpec(
+        "ntk-concentration",
+        "the empirical NTK concentrates on the infinite-width kernel like M^(-1/2); the Hoeffding "
+        "bound holds",
+        ntk_concentration.run,
+    ),
+    "ntk-linear-convergence": CheckSpec(
+        "ntk-linear-convergence",
+        "wide NTK-scaled GD decays the training loss at least like exp(-eta lambda_min t); the net's "
+        "predictions approach kernel regression like M^(-1/2)",
+        ntk_linear_convergence.run,
+    ),
+    "lazy-vs-active": CheckSpec(
+        "lazy-vs-active",
+        "relative weight movement at a fixed loss: M^(-1/2) under NTK scaling, order one under "
+        "mean-field scaling",
+        lazy_vs_active.run,
+    ),
+    "spectral-bias": CheckSpec(
+        "spectral-bias",
+        "on the circle each Fourier frequency is learned at rate eta mu_k, in the order of the NTK's "
+        "eigenvalues",
+        spectral_bias.run,
+    ),
+    "implicit-bias": CheckSpec(
+        "implicit-bias",
+        "mean-field logistic/exp training tends to the F1 max-margin (LP over directions) with sparse "
+        "neurons; the NTK network's margin differs",
+        implicit_bias.run,
+    ),
+    "landscape": CheckSpec(
+        "landscape",
+        "GD reaches zero training loss from every initialization when M >= n; at M = n/4 a "
+        "measurable fraction stalls",
+        landscape.run,
+    ),
+    "averaged-sgd": CheckSpec(
+        "averaged-sgd",
+        "averaged regularized SGD's excess risk falls like T^(-2rb/(2rb+1)) for targets f* = T^r h",
+        averaged_sgd.run,
     ),
 }
