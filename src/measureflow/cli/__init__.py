@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from measureflow import __version__
-from measureflow.cli import checks, diffusion, ebm, flow, gan, report, sample
+from measureflow.cli import checks, diffusion, ebm, flow, gan, nets, report, sample
 
 __all__ = ["app", "main"]
 
@@ -49,6 +49,7 @@ app.command("report")(report.report)
 app.add_typer(diffusion.diffusion_app, name="diffusion")
 app.add_typer(ebm.ebm_app, name="ebm")
 app.add_typer(gan.gan_app, name="gan")
+app.add_typer(nets.nets_app, name="nets")
 
 
 def main() -> None:
