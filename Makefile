@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_flows.py
 	$(PY) benchmarks/bench_diffusion.py
 	$(PY) benchmarks/bench_gan.py
+	$(PY) benchmarks/bench_nets.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"
