@@ -178,7 +178,8 @@ def test_analytic_ntk_is_the_mean_of_the_empirical_terms(activation):
     net = TwoLayer(3, m, activation=activation, generator=_generator(7), dtype=F64)
     x = 1.3 * _sphere(5, 3)
     value, slope = net.features(x)
-    terms = value[:, None, :] * value[None, :, :] + (x @ x.T)[:, :, None] * slope[:, None, :] * slope[None, :, :]
+    outer = (x @ x.T)[:, :, None] * slope[:, None, :] * slope[None, :, :]
+    terms = value[:, None, :] * value[None, :, :] + outer
     estimate = terms.mean(-1)
     se = terms.std(-1) / math.sqrt(m)
     torch.testing.assert_close(estimate, empirical_ntk(net, x))
@@ -360,7 +361,8 @@ def test_monitor_records_movement_drift_test_loss_and_projections():
     assert bool((trace["movement"][1:] > 0).all()) and bool((trace["ntk_drift"][1:] > 0).all())
     assert trace["projections"].shape == (5, 3)
     torch.testing.assert_close(trace["projections"][-1], vectors[:, -3:].T @ (net(x) - y).detach())
-    torch.testing.assert_close(trace["test_loss"][-1], (0.5 * (net(x_test) - y_test).square().mean()).detach())
+    test_risk = 0.5 * (net(x_test) - y_test).square().mean()
+    torch.testing.assert_close(trace["test_loss"][-1], test_risk.detach())
     # the top eigen-directions of K_0 are learned first: their residual shrinks fastest
     assert float(trace["projections"][-1].abs()[-1]) < float(trace["projections"][0].abs()[-1])
 

@@ -6,7 +6,8 @@ from measureflow.samplers import SampleResult, sample
 __version__ = "0.1.0"
 
 __all__ = [
-    "SampleResult", "__version__", "checks", "data", "flows", "generative", "metrics", "nets", "pde", "sample",
+    "SampleResult", "__version__", "checks", "data", "flows", "generative", "metrics", "nets", "pde",
+    "sample",
     "samplers",
     "targets",
 ]

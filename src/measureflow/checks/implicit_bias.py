@@ -154,7 +154,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
 
     mean_field = []
     for width in settings.widths:
-        net = TwoLayer(2, width, scaling="mean-field", generator=generator, dtype=torch.float64, device=device)
+        net = TwoLayer(2, width, scaling="mean-field", generator=generator, dtype=torch.float64,
+                       device=device)
         set_neurons(net, INIT_SCALE * neurons_of(net))
         trace = train_margin(net, x, y, lr=STEP * width, n_steps=settings.n_steps, decay_steps=DECAY_STEPS)
         tail = trace.f1_margin[trace.steps >= 0.75 * settings.n_steps]
@@ -223,7 +224,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         measured=(
             f"mean field {widths_text}; gap at T/4, T/2, T: "
             f"{format_list(list(main['gap_at'].values()), 3)}; NTK network F1 margin "
-            f"{ntk_f1:.5f} (<= {ntk_f1_upper:.5f}; gap >= {ntk_gap:.3f}; the tangent-kernel SVM's own F1 margin "
+            f"{ntk_f1:.5f} (<= {ntk_f1_upper:.5f}; gap >= {ntk_gap:.3f}; the tangent-kernel SVM's own F1 "
+            "margin "
             f"{kernel_solution_f1:.5f}); NTK lazy margin {ntk_lazy:.4f} vs kernel SVM margin "
             f"{kernel.margin:.4f}; LP margin over grids K = {list(settings.grid_sizes)}: "
             f"{format_list(refinement, 6)}"
@@ -232,7 +234,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
             f"mean-field margin <= gamma_up at every recorded step; gamma_grid - final margin <= "
             f"{EPSILON:.0%} of gamma_grid = {tolerance:.2e} (a stated resolution: the limit has no "
             "known rate) and below the gap at T/4; NTK gap > "
-            f"{VISIBLE_FACTOR:g} x (mean-field gap + delta), delta = gamma_up - gamma_grid; clusters (99% of the mass, "
+            f"{VISIBLE_FACTOR:g} x (mean-field gap + delta), delta = gamma_up - gamma_grid; clusters "
+            "(99% of the mass, "
             f"{CLUSTER_ANGLE} rad, >= 1% each) = LP atoms <= n"
         ),
         passed=bool(bound_ok and approach_ok and visible_ok and sparse_ok),

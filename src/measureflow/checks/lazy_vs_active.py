@@ -124,13 +124,15 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         widths = torch.tensor([float(row["width"]) for row in group], dtype=torch.float64)
         # NTK: scale-free scatter (a random constant times M^(-1/2)): equal weights. Mean field: the
         # fluctuations about the limit are O(M^(-1/2)), so Var log(movement) ~ 1/M: weights M.
-        fits[scaling] = least_squares_slope(widths.log(), torch.tensor([math.log(row["movement"]) for row in group]),
+        log_movement = torch.tensor([math.log(row["movement"]) for row in group])
+        fits[scaling] = least_squares_slope(widths.log(), log_movement,
                                             weights=widths if scaling == "mean-field" else None)
     reached = all(row["reached"] for row in rows)
     slopes_ok = all(fits[scaling].agrees(PREDICTED[scaling]) for scaling in PREDICTED)
 
     def summary(scaling: str, key: str) -> list[float]:
-        return [float(np.mean([row[key] for row in rows if row["scaling"] == scaling and row["width"] == width]))
+        return [float(np.mean([row[key] for row in rows
+                               if row["scaling"] == scaling and row["width"] == width]))
                 for width in settings.widths]
 
     figure = _figure(rows, fits, settings, out_dir / f"{NAME}.png")
@@ -156,7 +158,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
             f"[{min(row['loss_ratio'] for row in rows):.3f}, {max(row['loss_ratio'] for row in rows):.3f}]"
         ),
         tolerance=(
-            f"|slope - predicted| <= {ntk.critical:.2f} SE, the Student-t({ntk.dof}) quantile for a two-sided "
+            f"|slope - predicted| <= {ntk.critical:.2f} SE, the Student-t({ntk.dof}) quantile for a "
+            "two-sided "
             f"false-alarm rate of 1e-3, SE from the least-squares fit over {ntk.dof + 2} independent runs "
             "per scaling (equal weights under the NTK scaling, weights M under the mean-field scaling, "
             "whose scatter is O(M^(-1/2))); every run must reach the target loss within "

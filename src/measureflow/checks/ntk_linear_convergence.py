@@ -140,7 +140,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
                 "sharp_envelope_holds": bool((losses <= sharp * (1 + ROUNDING)).all()),
                 "text_applies": delta <= lambda_0 / 2,
                 "text_envelope_holds": bool((losses <= text * (1 + ROUNDING)).all()),
-                "max_ratio_to_exp_minus_2_lambda0_t": float((losses / (losses[0] * torch.exp(-2 * lambda_0 * times))).max()),
+                "max_ratio_to_exp_minus_2_lambda0_t":
+                    float((losses / (losses[0] * torch.exp(-2 * lambda_0 * times))).max()),
                 "late_rate_over_2_lambda0": late_rate / (2 * lambda_0),
                 "final_loss_ratio": float(losses[-1] / losses[0]),
             })
@@ -158,7 +159,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     passed = sharp_ok and text_ok and large_enough and slope_ok and floor_ok
     by_width = {width: [row for row in rows if row["width"] == width] for width in settings.widths}
     mean_delta = [float(np.mean([row["delta"] for row in group])) / lambda_0 for group in by_width.values()]
-    mean_gap = [float(np.exp(np.mean([math.log(row["gap"]) for row in group]))) for group in by_width.values()]
+    mean_gap = [float(np.exp(np.mean([math.log(row["gap"]) for row in group])))
+                for group in by_width.values()]
     late = [row["late_rate_over_2_lambda0"] for row in widest]
     figure = _figure(rows, curves, kernel, y, lambda_0, times, fit, settings, out_dir / f"{NAME}.png")
     return CheckResult(
@@ -179,7 +181,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
             f"lambda_0 / 2; gap slope -0.5"
         ),
         measured=(
-            f"sharp envelope held in {sum(row['sharp_envelope_holds'] for row in rows)}/{len(rows)} runs, the "
+            f"sharp envelope held in {sum(row['sharp_envelope_holds'] for row in rows)}/{len(rows)} runs, "
+            "the "
             f"text's in {sum(row['text_envelope_holds'] for row in rows if row['text_applies'])}/"
             f"{sum(row['text_applies'] for row in rows)} runs with delta <= lambda_0 / 2; mean delta / "
             f"lambda_0 by width {format_list(mean_delta, 3)}; late decay rate at the widest M "
@@ -219,7 +222,8 @@ def _figure(rows, curves, kernel, y, lambda_0, times, fit, settings, path: Path)
     axis.semilogy(t[:: max(1, len(t) // 100)], np.array(predicted) / predicted[0], "k--", linewidth=1.0,
                   label="ntk_regression flow (first init)")
     axis.semilogy(t, np.exp(-2 * lambda_0 * t), color="tab:red", linewidth=1.2, label="exp(-2 lambda_0 t)")
-    axis.semilogy(t, np.exp(-lambda_0 * t), color="tab:orange", linewidth=1.2, label="exp(-lambda_0 t) (text)")
+    axis.semilogy(t, np.exp(-lambda_0 * t), color="tab:orange", linewidth=1.2,
+                  label="exp(-lambda_0 t) (text)")
     axis.set_xlabel("t = eta k / n")
     axis.set_ylabel("L_k / L_0")
     axis.set_title(f"training loss, M = {settings.widths[-1]}")

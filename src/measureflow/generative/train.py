@@ -495,7 +495,8 @@ def train(
 
     Each step draws ``batch = data[randint(n, (batch_size,), generator)]`` (rows with
     replacement, indices drawn on the generator's device, then moved to the data's) and calls
-    ``task.step(batch, generator)``; ``batch_size=None`` hands the whole ``data`` to every step. Metrics are averaged over windows of ``log_every`` steps.
+    ``task.step(batch, generator)``; ``batch_size=None`` hands the whole ``data`` to every step.
+    Metrics are averaged over windows of ``log_every`` steps.
 
     With ``out_dir``: ``checkpoint.pt`` after every ``checkpoint_every`` steps (default
     ``max(n_steps // 10, 1)``) and after the last, ``history.json`` and ``loss.png`` with it;

@@ -16,8 +16,8 @@ is a linear program once rho lives on a grid of K directions u_k: with c = c^+ -
 solved by :func:`f1_max_margin` with scipy's HiGHS. Its dual is min over probability vectors p on
 the data of max_u |sum_i p_i y_i relu(u . x_i)| (:func:`f1_dual_bound`, exact over the circle in
 2-D): any p gives an upper bound on (1), and the LP's own p brackets gamma_F1 between the grid
-value and this bound. On a uniform grid of the circle (d = 2) the nearest grid direction is within pi / K of any
-u, and |relu(u . x) - relu(u' . x)| <= ||u - u'|| ||x||, so the grid loses at most
+value and this bound. On a uniform grid of the circle (d = 2) the nearest grid direction is
+within pi / K of any u, and |relu(u . x) - relu(u' . x)| <= ||u - u'|| ||x||, so the grid loses at most
 (pi / K) max_i ||x_i||: gamma_grid <= gamma_F1 <= gamma_grid + (pi / K) max_i ||x_i||; nested grids
 give nondecreasing values.
 
@@ -174,7 +174,8 @@ def f1_max_margin(x: Any, y: Any, n_directions: int = 720, activation: str = "re
 def _activation(value: Any) -> Any:
     sigma = activation(value)
     if not isinstance(sigma, ReLU):
-        raise ValueError(f"the F1 margin needs a positively homogeneous activation: only 'relu', got {value!r}")
+        raise ValueError(f"the F1 margin needs a positively homogeneous activation: only 'relu', "
+                         f"got {value!r}")
     return sigma
 
 
@@ -195,7 +196,8 @@ def f1_dual_bound(x: Any, y: Any, weights: Any, directions: Any = None) -> float
     inputs, labels = _data(x, y)
     p = torch.as_tensor(weights).to(dtype=torch.float64, device=inputs.device).reshape(-1)
     if p.shape[0] != inputs.shape[0] or bool((p < 0).any()) or not bool(p.sum() > 0):
-        raise ValueError(f"weights must be {inputs.shape[0]} nonnegative numbers (one per data point), not all 0")
+        raise ValueError(f"weights must be {inputs.shape[0]} nonnegative numbers (one per data point), "
+                         "not all 0")
     signed = p * labels / p.sum()
     if directions is not None:
         grid = _grid(inputs, directions, 0)
@@ -206,9 +208,11 @@ def f1_dual_bound(x: Any, y: Any, weights: Any, directions: Any = None) -> float
 def _circle_max(inputs: Tensor, signed: Tensor) -> float:
     """max over unit u in R^2 of |sum_i v_i relu(u . x_i)|, exactly (arcs between sign changes)."""
     if inputs.shape[1] != 2:
-        raise ValueError(f"the exact maximum needs 2-D inputs (x has {inputs.shape[1]} columns); pass directions")
+        raise ValueError(f"the exact maximum needs 2-D inputs (x has {inputs.shape[1]} columns); "
+                         "pass directions")
     phase = torch.atan2(inputs[:, 1], inputs[:, 0])
-    ends = torch.sort(torch.remainder(torch.cat([phase + math.pi / 2, phase - math.pi / 2]), 2 * math.pi)).values
+    boundaries = torch.cat([phase + math.pi / 2, phase - math.pi / 2])
+    ends = torch.sort(torch.remainder(boundaries, 2 * math.pi)).values
     starts, stops = ends, torch.cat([ends[1:], ends[:1] + 2 * math.pi])
     middles = (starts + stops) / 2
     middle_units = torch.stack([middles.cos(), middles.sin()], 1)
@@ -251,7 +255,8 @@ def f1_norm_on_data(values: Any, x: Any, n_directions: int = 720, *, directions:
     inputs = as_tensor(x, "x").to(torch.float64)
     targets = torch.as_tensor(values).to(dtype=torch.float64, device=inputs.device).reshape(-1)
     if inputs.ndim != 2 or targets.shape[0] != inputs.shape[0]:
-        raise ValueError(f"values must have one entry per row of x ({inputs.shape[0]}), got {targets.shape[0]}")
+        raise ValueError(f"values must have one entry per row of x ({inputs.shape[0]}), "
+                         f"got {targets.shape[0]}")
     grid = _grid(inputs, directions, n_directions)
     features = torch.relu(inputs @ grid.T).cpu().numpy()
     k = features.shape[1]
@@ -293,8 +298,8 @@ def kernel_max_margin(kernel: Any, y: Any) -> KernelMaxMargin:
     gram = as_tensor(kernel, "kernel").to(torch.float64)
     labels = torch.as_tensor(y).to(dtype=torch.float64, device=gram.device).reshape(-1)
     if gram.ndim != 2 or gram.shape != (labels.shape[0], labels.shape[0]):
-        raise ValueError(f"kernel must be ({labels.shape[0]}, {labels.shape[0]}) for {labels.shape[0]} labels, "
-                         f"got {tuple(gram.shape)}")
+        size = labels.shape[0]
+        raise ValueError(f"kernel must be ({size}, {size}) for {size} labels, got {tuple(gram.shape)}")
     q = (labels[:, None] * labels[None, :] * gram).cpu().numpy()
     try:
         lower = np.linalg.cholesky(0.5 * (q + q.T))
@@ -341,8 +346,9 @@ def normalized_margin(model: TwoLayer, x: Any, y: Any) -> NormalizedMargin:
 
     >>> from measureflow.nets import set_neurons
     >>> net = set_neurons(TwoLayer(2, 1, scaling="mean-field"), torch.tensor([[2.0, 0.5, 0.0]]))
-    >>> normalized_margin(net, torch.tensor([[1.0, 0.0]]), torch.tensor([1.0]))  # f = relu(x_1), TV 1
-    NormalizedMargin(margin=1.0, f1_norm=1.0, f1_margin=1.0, parameter_norm=2.125, parameter_margin=0.47058823529411764)
+    >>> margins = normalized_margin(net, torch.tensor([[1.0, 0.0]]), torch.tensor([1.0]))  # f = relu(x_1)
+    >>> margins.margin, margins.f1_norm, margins.parameter_norm, round(margins.parameter_margin, 6)
+    (1.0, 1.0, 2.125, 0.470588)
     """
     net = _relu_net(model)
     inputs, labels = _data(x, y)
@@ -359,8 +365,8 @@ def lazy_margin(model: TwoLayer, initial: TwoLayer, x: Any, y: Any) -> float:
     r"""min_i y_i f(x_i) / ||theta - theta_0||: the margin in the geometry of the linearized network.
 
     ``initial`` is the network at initialization (same trained layers). With f_0 = 0
-    (:func:`~measureflow.nets.symmetrize`) and lazy training it tends to :func:`kernel_max_margin` of the tangent
-    kernel at initialization (:func:`measureflow.nets.empirical_ntk`).
+    (:func:`~measureflow.nets.symmetrize`) and lazy training it tends to :func:`kernel_max_margin`
+    of the tangent kernel at initialization (:func:`measureflow.nets.empirical_ntk`).
     """
     if not isinstance(initial, TwoLayer) or initial.trained != model.trained:
         raise TypeError("initial must be a TwoLayer with the same trained layers as model")
@@ -383,8 +389,9 @@ class ActiveNeurons:
     signs: Tensor
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_active": self.n_active, "n_clusters": self.n_clusters, "directions": self.directions.tolist(),
-                "masses": self.masses.tolist(), "signs": self.signs.tolist()}
+        return {"n_active": self.n_active, "n_clusters": self.n_clusters,
+                "directions": self.directions.tolist(), "masses": self.masses.tolist(),
+                "signs": self.signs.tolist()}
 
 
 def cluster_directions(directions: Tensor, masses: Tensor, signs: Tensor, angle: float) -> ActiveNeurons:
@@ -455,8 +462,8 @@ def train_margin(model: TwoLayer, x: Any, y: Any, *, lr: float, n_steps: int, no
     it never over- or underflows. ``decay_steps`` k_0: once the data are separated (all
     y_i f(x_i) > 0, first at step k_s), step k is divided by 1 + (k - k_s) / k_0; the steps still
     sum to infinity, so the flow runs to infinite time, while the O(lr) oscillation of the
-    normalized margin (the directions jump across the kinks of the ReLU) dies out. For a mean-field network use
-    lr = h M. ``model`` is trained in
+    normalized margin (the directions jump across the kinks of the ReLU) dies out. For a
+    mean-field network use lr = h M. ``model`` is trained in
     place (its dtype and device; x, y are moved there); records every ``record_every`` steps
     (default about 100 records), step 0 and the last step.
 

@@ -40,7 +40,8 @@ def neurons_of(model: TwoLayer) -> Tensor:
 def set_neurons(model: TwoLayer, particles: Tensor) -> TwoLayer:
     """Write particles ``(M, 1 + d)`` into the network's (a, w) in place; returns the network."""
     if particles.shape != (model.width, model.dim + 1):
-        raise ValueError(f"particles must have shape ({model.width}, {model.dim + 1}), got {tuple(particles.shape)}")
+        raise ValueError(f"particles must have shape ({model.width}, {model.dim + 1}), "
+                         f"got {tuple(particles.shape)}")
     model.a.copy_(particles[:, 0])
     model.w.copy_(particles[:, 1:])
     return model
@@ -76,7 +77,8 @@ class MeanFieldRisk(Functional):
         inputs = check_particles(self.x, "x")
         targets = torch.as_tensor(self.y).to(inputs.dtype).reshape(-1)
         if targets.shape[0] != inputs.shape[0]:
-            raise ValueError(f"y must have {inputs.shape[0]} entries (one per row of x), got {targets.shape[0]}")
+            raise ValueError(f"y must have {inputs.shape[0]} entries (one per row of x), "
+                             f"got {targets.shape[0]}")
         if not bool(torch.isfinite(targets).all()):
             raise ValueError("y contains NaN or infinite values")
         object.__setattr__(self, "x", inputs)
@@ -87,7 +89,8 @@ class MeanFieldRisk(Functional):
     def _data(self, particles: Tensor) -> tuple[Tensor, Tensor]:
         if particles.ndim != 2 or particles.shape[1] != self.x.shape[1] + 1:
             raise ValueError(
-                f"particles must be neurons (a, w) of shape (M, {self.x.shape[1] + 1}), got {tuple(particles.shape)}"
+                f"particles must be neurons (a, w) of shape (M, {self.x.shape[1] + 1}), "
+                f"got {tuple(particles.shape)}"
             )
         return (self.x.to(dtype=particles.dtype, device=particles.device),
                 self.y.to(dtype=particles.dtype, device=particles.device))

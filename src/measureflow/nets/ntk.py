@@ -54,7 +54,8 @@ def _pair(x1: Any, x2: Any, dim: int | None = None) -> tuple[Tensor, Tensor]:
 
 
 def empirical_ntk(model: nn.Module, x1: Any, x2: Any = None, *, block_size: int | None = None) -> Tensor:
-    r"""The Gram matrix K_ij = <grad_theta f(x1_i), grad_theta f(x2_j)> over the trained parameters, ``(n1, n2)``.
+    r"""The Gram matrix K_ij = <grad_theta f(x1_i), grad_theta f(x2_j)> over the trained parameters,
+    ``(n1, n2)``.
 
     ``x2=None`` means ``x2 = x1``. For a :class:`~measureflow.nets.TwoLayer` the closed form is
     used: with S = sigma(X W^T), D = sigma'(X W^T) ``(n, M)`` and s = s(M),
@@ -293,7 +294,8 @@ def ntk_regression(K_train: Any, y: Any, K_test: Any = None, t: float | None = N
     ridge = check_positive(ridge, "ridge", allow_zero=True)
     if t is not None:
         t = check_positive(t, "t", allow_zero=True)
-    f0 = torch.zeros_like(targets) if f0_train is None else check_finite(as_tensor(f0_train, "f0_train").to(kernel), "f0_train")
+    f0 = (torch.zeros_like(targets) if f0_train is None
+          else check_finite(as_tensor(f0_train, "f0_train").to(kernel), "f0_train"))
     if f0.shape != (n,):
         raise ValueError(f"f0_train must have shape ({n},), got {tuple(f0.shape)}")
     cross = None

@@ -84,7 +84,8 @@ class NetTrainResult:
         return {"trace": trace, "history": self.history.to_dict()}
 
 
-def _make_optimizer(name: str, parameters: list[nn.Parameter], lr: float, momentum: float) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, parameters: list[nn.Parameter], lr: float,
+                    momentum: float) -> torch.optim.Optimizer:
     if name in ("sgd", "averaged-sgd"):
         return torch.optim.SGD(parameters, lr=lr)
     if name == "momentum":
@@ -119,8 +120,10 @@ class NetTrainTask(TrainTask):
         self.x_test = self.y_test = None
         if monitor.x_test is not None:
             self.x_test = check_finite(as_tensor(monitor.x_test, "x_test").to(reference), "x_test")
-            self.y_test = check_finite(as_tensor(monitor.y_test, "y_test").to(reference).reshape(-1), "y_test")
-            if self.x_test.ndim != 2 or self.x_test.shape[1] != x.shape[1] or self.y_test.shape[0] != self.x_test.shape[0]:
+            self.y_test = check_finite(as_tensor(monitor.y_test, "y_test").to(reference).reshape(-1),
+                                       "y_test")
+            if (self.x_test.ndim != 2 or self.x_test.shape[1] != x.shape[1]
+                    or self.y_test.shape[0] != self.x_test.shape[0]):
                 raise ValueError(
                     f"x_test must be (m, {x.shape[1]}) and y_test (m,), got {tuple(self.x_test.shape)} and "
                     f"{tuple(self.y_test.shape)}"
@@ -133,9 +136,11 @@ class NetTrainTask(TrainTask):
             self.probe = check_finite(probe, "probe")
         self.directions = None
         if monitor.directions is not None:
-            self.directions = check_finite(as_tensor(monitor.directions, "directions").to(reference), "directions")
+            self.directions = check_finite(as_tensor(monitor.directions, "directions").to(reference),
+                                           "directions")
             if self.directions.ndim != 2 or self.directions.shape[0] != x.shape[0]:
-                raise ValueError(f"directions must have shape ({x.shape[0]}, k), got {tuple(self.directions.shape)}")
+                raise ValueError(f"directions must have shape ({x.shape[0]}, k), "
+                                 f"got {tuple(self.directions.shape)}")
         self.kernel0 = empirical_ntk(model, self.probe) if self.probe is not None else None
         self.steps_done = 0
         self.trace: dict[str, list[Any]] = {key: [] for key in _TRACE_KEYS}
@@ -157,7 +162,8 @@ class NetTrainTask(TrainTask):
         if self.x_test is not None:
             test = float(self.loss.value(predictor(self.x_test), self.y_test).mean())
         self.trace["test_loss"].append(test)
-        moved = torch.sqrt(sum((p - p0).square().sum() for p, p0 in zip(self.parameters, self.initial, strict=True)))
+        moved = torch.sqrt(sum((p - p0).square().sum()
+                               for p, p0 in zip(self.parameters, self.initial, strict=True)))
         self.trace["movement"].append(float(moved) / self.initial_norm if self.initial_norm > 0 else nan)
         drift = nan
         if self.kernel0 is not None:
@@ -242,7 +248,8 @@ def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimiz
     uninterrupted run).
 
     >>> net = TwoLayer(2, 200, generator=torch.Generator().manual_seed(0))
-    >>> x = torch.nn.functional.normalize(torch.randn(10, 2, generator=torch.Generator().manual_seed(1)), dim=1)
+    >>> x = torch.randn(10, 2, generator=torch.Generator().manual_seed(1))
+    >>> x = torch.nn.functional.normalize(x, dim=1)
     >>> result = train(net, x, x[:, 0], lr=1.0, n_steps=200, progress=False)
     >>> result.trace["train_loss"][-1] < 1e-2 * result.trace["train_loss"][0]
     tensor(True)

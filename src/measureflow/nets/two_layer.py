@@ -36,7 +36,8 @@ def _layers(train: Any) -> tuple[str, ...]:
         raise TypeError(f"train must be a tuple of layer names from {LAYERS}, got {train!r}") from None
     unknown = [layer for layer in layers if layer not in LAYERS]
     if unknown or len(set(layers)) != len(layers):
-        raise ValueError(f"train must name distinct layers among {LAYERS} ('a' outer, 'w' inner), got {train!r}")
+        raise ValueError(f"train must name distinct layers among {LAYERS} ('a' outer, 'w' inner), "
+                         f"got {train!r}")
     return tuple(layer for layer in LAYERS if layer in layers)
 
 
