@@ -76,7 +76,9 @@ class SampleResult:
 
         summary: dict[str, Any] = {
             "sampler": self.sampler,
-            "params": dataclasses.asdict(self.params),
+            # Tensors among the options (infinite-langevin's eigenvalues mu) as lists, for JSON.
+            "params": {key: value.tolist() if isinstance(value, Tensor) else value
+                       for key, value in dataclasses.asdict(self.params).items()},
             "n_kept": self.samples.shape[0],
             "n_chains": self.samples.shape[1],
             "dim": self.samples.shape[2],
@@ -363,7 +365,8 @@ def sample(
     """Draw ``n_chains`` chains from pi_beta = exp(-beta L) with the named sampler.
 
     ``sampler`` is one of ``measureflow.samplers.SAMPLERS`` (ula, sgld, sgld-cv, psgld, sghmc,
-    mala, annealed); sampler-specific settings (``batch_size``, ``friction``, ``schedule``, ...)
+    mala, annealed, infinite-langevin); sampler-specific settings (``batch_size``, ``friction``,
+    ``schedule``, ``lam``, ``mu``, ``decay``, ...)
     go in ``options``. The run is ``burn_in`` discarded steps followed by ``n_steps`` steps of
     which every ``thin``-th is kept. ``init`` ``(n_chains, d)`` sets the starting points
     (default: the target's, standard normal). Randomness comes from ``generator`` if given,

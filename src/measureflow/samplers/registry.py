@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from measureflow.samplers import annealed, mala, psgld, sghmc, sgld, ula
+from measureflow.samplers import annealed, infinite_langevin, mala, psgld, sghmc, sgld, ula
 from measureflow.samplers.base import SamplerSpec, minibatch_cost
 
 __all__ = ["SAMPLERS", "get_sampler"]
@@ -45,6 +45,12 @@ SAMPLERS: dict[str, SamplerSpec] = {
         init_grads=lambda state: 1,
         draw=mala.draw,
         transition=mala.transition,
+    ),
+    "infinite-langevin": SamplerSpec(
+        "infinite-langevin", infinite_langevin.InfiniteLangevinParams, infinite_langevin.init,
+        infinite_langevin.step,
+        "Langevin in a Hilbert space: semi-implicit Euler with S = (I + h lam A)^-1, A = diag(1/mu_k)",
+        data_grads_per_step=infinite_langevin.data_grads,
     ),
     "annealed": SamplerSpec(
         "annealed", annealed.AnnealedParams, annealed.init, annealed.step,
