@@ -1,6 +1,8 @@
 """``measureflow sample``: draw chains from a target's Gibbs measure and save them with a figure."""
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +23,7 @@ from measureflow.cli._common import (
     user_errors,
 )
 from measureflow.cli.targets import TARGETS, resolve_target
-from measureflow.report import sample_figure, save_figure
+from measureflow.report import function_posterior_figure, sample_figure, save_figure
 from measureflow.samplers.annealed import SCHEDULES
 
 __all__ = ["SAMPLERS", "SampleSettings", "SamplerChoice", "sample"]
@@ -44,10 +46,13 @@ SAMPLERS: dict[str, SamplerChoice] = {
     "sghmc": SamplerChoice("sghmc", ("batch_size", "friction")),
     "mala": SamplerChoice("mala"),
     "annealed": SamplerChoice("annealed", ("schedule", "beta_start")),
+    "infinite-langevin": SamplerChoice("infinite-langevin", ("batch_size", "lam", "decay")),
 }
 
+_MAX_FUNCTIONS = 4000  # the last kept states drawn as functions (chains x steps, flattened)
+
 _FLAGS = {"batch_size": "--batch-size", "friction": "--friction", "schedule": "--schedule",
-          "beta_start": "--beta-start"}
+          "beta_start": "--beta-start", "lam": "--lam", "decay": "--decay"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class SampleSettings:
     friction: float | None
     schedule: str | None
     beta_start: float | None
+    lam: float | None
+    decay: float | None
     seed: int
     device: str
     out: str
@@ -100,6 +107,10 @@ class SampleSettings:
             check_positive_number(self.friction, "--friction")
         if self.beta_start is not None:
             check_positive_number(self.beta_start, "--beta-start")
+        if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
+            raise ValueError(f"--lam must be finite and >= 0, got {self.lam!r}")
+        if self.decay is not None:
+            check_positive_number(self.decay, "--decay")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ValueError(
                 f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
@@ -124,8 +135,11 @@ class SampleSettings:
         return dataclasses.asdict(self)
 
 
-def _write_run(out: Path, result: mf.SampleResult, data: dict[str, Any], figure: Any) -> None:
+def _write_run(out: Path, result: mf.SampleResult, data: dict[str, Any], figure: Any,
+               posterior: Any | None = None) -> None:
     """Write the run folder; every file atomically, result.json last (it marks a complete run)."""
+    summary = json_safe(data)
+    json.dumps(summary)  # fails here, before any file is written, if something is not JSON
     arrays = {"samples": result.samples.cpu().numpy()}
     if result.energy_trace is not None:
         arrays["energy_trace"] = result.energy_trace.cpu().numpy()
@@ -135,8 +149,10 @@ def _write_run(out: Path, result: mf.SampleResult, data: dict[str, Any], figure:
     # so a failure half-way never leaves an old summary beside new samples.
     (out / "result.json").unlink(missing_ok=True)
     save_figure(figure, out / "sample.png")
+    if posterior is not None:
+        save_figure(posterior, out / "posterior.png")
     save_npz(out / "samples.npz", **arrays)
-    atomic_write_json(out / "result.json", json_safe(data))
+    atomic_write_json(out / "result.json", summary)
 
 
 def _print_summary(result: mf.SampleResult, target_name: str, out: Path) -> None:
@@ -193,6 +209,11 @@ def sample(
         help=f"Annealing schedule (annealed): {', '.join(SCHEDULES)}.")] = None,
     beta_start: Annotated[float | None, typer.Option(
         help="First inverse temperature (annealed).")] = None,
+    lam: Annotated[float | None, typer.Option(
+        help="RKHS weight lam of the penalty (lam/2) sum_k x_k^2 / mu_k (infinite-langevin).")] = None,
+    decay: Annotated[float | None, typer.Option(
+        help="Eigenvalue decay p, mu_k = (k+1)^-p (infinite-langevin; per neuron for "
+             "network-regression).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Output folder (default runs/sample/TARGET).")] = None,
@@ -205,30 +226,42 @@ def sample(
         settings = SampleSettings(
             target=target, dim=dim, sampler=sampler, chains=chains, steps=steps,
             burn_in=burn_in, thin=thin, step_size=step_size, beta=beta, batch_size=batch_size,
-            friction=friction, schedule=schedule, beta_start=beta_start, seed=seed,
+            friction=friction, schedule=schedule, beta_start=beta_start, lam=lam, decay=decay, seed=seed,
             device=check_device(device), out=str(out if out is not None else default_out),
             progress=not no_progress,
         )
         folder = check_out(settings.out)
         model, target_name = resolve_target(settings.target, settings.dim)
+        options = settings.sampler_options()
+        function_space = isinstance(model, (mf.targets.HilbertRegression, mf.targets.InfiniteWidthNetwork))
+        if isinstance(model, mf.targets.InfiniteWidthNetwork) and "decay" in options:
+            # The decay is per neuron: every coordinate of w_j gets (j + 1)^-p.
+            options["mu"] = model.eigenvalues(options.pop("decay"))
         result = mf.sample(
             model, SAMPLERS[settings.sampler].name,
             n_chains=settings.chains, n_steps=settings.steps, step_size=settings.step_size,
             beta=settings.beta, burn_in=settings.burn_in, thin=settings.thin, seed=settings.seed,
-            device=settings.device, progress=settings.progress, **settings.sampler_options(),
+            device=settings.device, progress=settings.progress, **options,
         )
         figure = sample_figure(
             result.samples, result.energy_trace, model, settings.beta,
             burn_in=settings.burn_in, thin=settings.thin,
             title=f"{target_name}: {result.sampler}, {settings.chains} chains",
         )
+        posterior = None
+        if function_space:
+            grid, values, data_x, data_y = mf.targets.function_values(
+                model, result.samples.reshape(-1, model.dim)[-_MAX_FUNCTIONS:])
+            posterior = function_posterior_figure(
+                grid, values, data_x, data_y,
+                title=f"{target_name}: posterior functions ({result.sampler}, beta = {settings.beta:g})")
         data = {
             "command": "sample",
             "target": target_name,
             "settings": {**settings.to_dict(), "dim": model.dim},
             **result.to_dict(),
-            "figures": ["sample.png"],
+            "figures": ["sample.png"] + (["posterior.png"] if posterior is not None else []),
             "files": {"samples": "samples.npz"},
         }
-        _write_run(folder, result, data, figure)
+        _write_run(folder, result, data, figure, posterior)
     _print_summary(result, target_name, folder)

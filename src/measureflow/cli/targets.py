@@ -52,6 +52,32 @@ def _breast_cancer_logistic(dim: int) -> Target:
     return targets.LogisticRegression(data.X_train, data.y_train, prior_std=1.0)
 
 
+def _function_data(n: int = 30, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """n points t on [0, 1] (fixed seed) and y = sin(2 pi t) + N(0, noise^2), float64."""
+    generator = torch.Generator().manual_seed(0)
+    t = torch.rand(n, generator=generator, dtype=torch.float64)
+    return t, torch.sin(2 * torch.pi * t) + noise * torch.randn(n, generator=generator, dtype=torch.float64)
+
+
+def _sine_regression(dim: int) -> Target:
+    t, y = _function_data()
+    return targets.HilbertRegression(t, y, dim, basis="sine")
+
+
+def _circle_regression(dim: int) -> Target:
+    t, y = _function_data()
+    return targets.HilbertRegression(2 * torch.pi * t, y, dim, basis="fourier")
+
+
+def _network_regression(dim: int) -> Target:
+    if dim % 2:
+        raise ValueError(f"--dim for network-regression is 2 x the number of neurons (inputs (u, 1)); "
+                         f"got {dim}")
+    t, y = _function_data()
+    inputs = torch.stack([2 * t - 1, torch.ones_like(t)], 1)  # u in [-1, 1] and a bias coordinate
+    return targets.InfiniteWidthNetwork(inputs, y, dim // 2, gamma=1.0)
+
+
 TARGETS: dict[str, BuiltinTarget] = {
     "double-well": BuiltinTarget("L = sum_i (x_i^2 - 1)^2, wells at +-1", targets.DoubleWell, 1),
     "gaussian": BuiltinTarget("standard normal N(0, I_d)", _gaussian, 2),
@@ -63,6 +89,21 @@ TARGETS: dict[str, BuiltinTarget] = {
     "logistic": BuiltinTarget(
         "Bayesian logistic regression on the breast-cancer training split (31-D)",
         _breast_cancer_logistic, 31, fixed_dim=True,
+    ),
+    "sine-regression": BuiltinTarget(
+        "function space: empirical squared loss of y = sin(2 pi t) + noise (30 points) for "
+        "g = sum_k x_k sqrt(2) sin(pi (k+1) t), K = --dim modes (for infinite-langevin)",
+        _sine_regression, 100,
+    ),
+    "circle-regression": BuiltinTarget(
+        "function space: the same data on the circle in the Fourier basis, K = --dim modes",
+        _circle_regression, 101,
+    ),
+    "network-regression": BuiltinTarget(
+        "function space: the same data fitted by f_W(u) = sum_j a_j tanh(w_j . (u, 1)), "
+        "a_j = (-1)^j / (j+1), "
+        "W = --dim / 2 neurons x 2",
+        _network_regression, 100,
     ),
 }
 

@@ -4,7 +4,7 @@
 ``result.json`` files of a folder (theory checks, sampling runs), with every figure inline.
 """
 
-from measureflow.report.figures import sample_figure, save_figure
+from measureflow.report.figures import function_posterior_figure, sample_figure, save_figure
 from measureflow.report.html import (
     RESULT_FILE,
     ResultEntry,
@@ -18,6 +18,7 @@ __all__ = [
     "RESULT_FILE",
     "ResultEntry",
     "find_results",
+    "function_posterior_figure",
     "relative_figures",
     "render_index",
     "sample_figure",

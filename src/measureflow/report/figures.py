@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from measureflow.targets import Target
 
-__all__ = ["sample_figure", "save_figure"]
+__all__ = ["function_posterior_figure", "sample_figure", "save_figure"]
 
 # Grid resolution of the density panels and the most points drawn in a scatter plot (more only
 # hides the density underneath and slows the PNG writer down).
@@ -175,6 +175,43 @@ def sample_figure(
     _draw_trace(trace_axes, trace, int(burn_in), int(thin))
     if title:
         figure.suptitle(title)
+    return figure
+
+
+def function_posterior_figure(grid: Any, values: Any, data_x: Any, data_y: Any, *,
+                              title: str | None = None, max_draws: int = 30) -> Figure:
+    """Posterior functions of a function-space run: draws, the mean and a 90% band, with the data.
+
+    ``grid`` ``(p,)`` the abscissa, ``values`` ``(m, p)`` the functions of m kept states on it
+    (chains x kept steps, flattened), ``data_x``, ``data_y`` ``(n,)`` the data.
+
+    >>> import torch
+    >>> grid, values = torch.linspace(0, 1, 5), torch.randn(40, 5)
+    >>> figure = function_posterior_figure(grid, values, torch.rand(3), torch.rand(3))
+    >>> len(figure.axes)
+    1
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    u, functions = _numpy(grid), _numpy(values)
+    if u.ndim != 1 or functions.ndim != 2 or functions.shape[1] != u.shape[0] or functions.shape[0] == 0:
+        raise ValueError(f"values must have shape (m, {u.shape[0]}) for a grid of {u.shape[0]} points, "
+                         f"got {functions.shape}")
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    low, high = np.quantile(functions, [0.05, 0.95], axis=0)
+    axes.fill_between(u, low, high, color="tab:blue", alpha=0.2, label="90% band")
+    for row in _thinned(functions, max_draws):
+        axes.plot(u, row, color="tab:blue", linewidth=0.5, alpha=0.35)
+    axes.plot(u, functions.mean(0), color="tab:blue", linewidth=2, label="posterior mean")
+    axes.plot(_numpy(data_x), _numpy(data_y), "o", color="k", markersize=3.5, label="data")
+    axes.set_xlabel("input")
+    axes.set_ylabel("f")
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title)
     return figure
 
 
