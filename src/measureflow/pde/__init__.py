@@ -6,11 +6,15 @@
   density; exponential (1-D, exact in time) or implicit Euler time stepping.
 - :class:`AggregationDiffusion1D`: d_t mu = div(mu grad(V + W * mu + (1/beta) log mu)), a positive,
   mass-conserving, free-energy-dissipating semi-implicit scheme.
+- :func:`stationary_law_1d`: the exact stationary law of a 1-D Markov chain
+  x' = m(x) + s xi on a grid (a transfer matrix of Gaussian cell masses), e.g. of ULA at a
+  finite step.
 """
 
 from measureflow.pde.aggregation import AggregationDiffusion1D, AggregationDiffusionSolution
 from measureflow.pde.fokker_planck import FokkerPlanck1D, FokkerPlanckSolution
 from measureflow.pde.fokker_planck_2d import FokkerPlanck2D, FokkerPlanck2DSolution
+from measureflow.pde.markov_chain import MarkovChainLaw1D, chain_transition_matrix_1d, stationary_law_1d
 
 __all__ = [
     "AggregationDiffusion1D",
@@ -19,4 +23,7 @@ __all__ = [
     "FokkerPlanck2D",
     "FokkerPlanck2DSolution",
     "FokkerPlanckSolution",
+    "MarkovChainLaw1D",
+    "chain_transition_matrix_1d",
+    "stationary_law_1d",
 ]

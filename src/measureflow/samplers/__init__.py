@@ -1,17 +1,19 @@
 """Markov kernels toward a Gibbs measure exp(-beta L), each a pure ``init``/``step`` pair, and one
 driver (:func:`sample`, :func:`run`) that runs any of them over many chains at once."""
 
-from measureflow.samplers import annealed, mala, psgld, sghmc, sgld, ula
+from measureflow.samplers import annealed, infinite_langevin, mala, psgld, sghmc, sgld, ula
 from measureflow.samplers._optimize import find_mode, find_mode_counted
 from measureflow.samplers.autostep import DEFAULT_STEP_SIZE_GRID, StepSizeSearch, search_step_size
 from measureflow.samplers.base import SamplerParams, SamplerSpec
 from measureflow.samplers.driver import DualAveraging, SampleResult, run, sample
+from measureflow.samplers.graduated import GraduatedResult, graduated_descent
 from measureflow.samplers.registry import SAMPLERS, get_sampler
 
 __all__ = [
     "DEFAULT_STEP_SIZE_GRID",
     "SAMPLERS",
     "DualAveraging",
+    "GraduatedResult",
     "SampleResult",
     "SamplerParams",
     "SamplerSpec",
@@ -20,6 +22,8 @@ __all__ = [
     "find_mode",
     "find_mode_counted",
     "get_sampler",
+    "graduated_descent",
+    "infinite_langevin",
     "mala",
     "psgld",
     "run",

@@ -49,6 +49,10 @@ class _Separable(Target):
 class DoubleWell(_Separable):
     """L(x) = sum_i (x_i^2 - 1)^2 in ``dim`` dimensions: wells at +-1, barrier height 1 at 0.
 
+    ``tilt`` c adds c x_i to every coordinate: L(x) = sum_i [(x_i^2 - 1)^2 + c x_i], an
+    asymmetric double well (for 0 < c < 8 / (3 sqrt 3) the well on the side opposite to the sign
+    of c is the global one and the other a spurious local minimum).
+
     >>> import torch, measureflow as mf
     >>> mf.targets.DoubleWell().energy(torch.tensor([[0.0], [1.0]]))
     tensor([1., 0.])
@@ -56,18 +60,24 @@ class DoubleWell(_Separable):
 
     name = "double-well"
 
-    def __init__(self, dim: int = 1) -> None:
+    def __init__(self, dim: int = 1, tilt: float = 0.0) -> None:
         super().__init__(dim)
+        self.tilt = float(tilt)
+        if not math.isfinite(self.tilt):
+            raise ValueError(f"tilt must be finite, got {tilt!r}")
 
     def _energy_1d(self, x: np.ndarray) -> np.ndarray:
-        return (x**2 - 1) ** 2
+        return (x**2 - 1) ** 2 + self.tilt * x
 
     def _half_width(self, beta: float) -> float:
-        # beta (x^2 - 1)^2 >= 50 beyond this point: the tail mass is below exp(-50).
-        return math.sqrt(1 + math.sqrt(50 / beta))
+        # beta (x^2 - 1)^2 >= 50 beyond this point: the tail mass is below exp(-50); a tilt moves
+        # the tails by at most |c| |x|, which the added |c| outgrows.
+        return math.sqrt(1 + math.sqrt(50 / beta)) + abs(self.tilt)
 
     def energy(self, x: Tensor) -> Tensor:
-        return (self._as_input(x).square() - 1).square().sum(-1)
+        x = self._as_input(x)
+        value = (x.square() - 1).square().sum(-1)
+        return value + self.tilt * x.sum(-1) if self.tilt else value
 
     def initial_positions(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Uniform on [-1.5, 1.5]^d: both wells, and no start far in the quartic tails, where
@@ -77,12 +87,15 @@ class DoubleWell(_Separable):
 
     def grad_energy(self, x: Tensor) -> Tensor:
         x = self._as_input(x)
-        return 4 * x * (x.square() - 1)
+        return 4 * x * (x.square() - 1) + self.tilt
 
     def energy_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self._as_input(x)
         excess = x.square() - 1
-        return excess.square().sum(-1), 4 * x * excess
+        value = excess.square().sum(-1)
+        if self.tilt:
+            value = value + self.tilt * x.sum(-1)
+        return value, 4 * x * excess + self.tilt
 
 
 class Rastrigin(_Separable):
