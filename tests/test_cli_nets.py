@@ -91,7 +91,8 @@ def test_every_option_name_of_the_library_is_offered():
 def settings(**given) -> NetsTrainSettings:
     defaults = {"scaling": "ntk", "width": 32, "data": None, "n": None, "noise": None, "activation": "relu",
                 "loss": "mse", "optimizer": "sgd", "lr": None, "steps": 10, "batch_size": None,
-                "regularization": 0.0, "test_fraction": 0.25, "record_every": 10, "checkpoint_every": None,
+                "regularization": 0.0, "beta": None, "test_fraction": 0.25, "record_every": 10,
+                "checkpoint_every": None,
                 "seed": 0, "out": None, "resume": False, "overwrite": False, "device": "cpu",
                 "progress": False}
     return NetsTrainSettings(**{**defaults, **given})
@@ -214,6 +215,9 @@ BAD = {
     "zero steps": (["--steps", "0"], "--steps"),
     "zero batch size": (["--batch-size", "0"], "--batch-size"),
     "negative regularization": (["--regularization", "-1"], "--regularization"),
+    "beta without langevin": (["--beta", "2"], "--beta applies to --optimizer langevin"),
+    "langevin without beta": (["--optimizer", "langevin"], "needs --beta"),
+    "zero beta": (["--optimizer", "langevin", "--beta", "0"], "--beta"),
     "test fraction 1": (["--test-fraction", "1"], "--test-fraction"),
     "negative test fraction": (["--test-fraction", "-0.1"], "--test-fraction"),
     "test fraction without test rows": (["--test-fraction", "0.01"], "--test-fraction"),
@@ -303,3 +307,15 @@ def test_the_figure_draws_the_fit_the_data_allow(tmp_path, name, dim, title):
     assert title in fit_axes.get_title() and figure.axes[0].get_yscale() == "log"
     with pytest.raises(ValueError, match="1-D of one length"):
         nets_figure({**trace, "movement": [0.0]}, TwoLayer(data.dim, 4), train)
+
+
+def test_a_langevin_run_records_beta_and_its_noise_moves_the_weights(tmp_path):
+    out = tmp_path / "langevin"
+    result = invoke("nets", "train", *FAST, "--optimizer", "langevin", "--beta", "1e4", "--out", out)
+    assert result.exit_code == 0, result.output
+    data, payload = read_run(out)
+    assert data["settings"]["beta"] == 1e4 and payload["config"]["beta"] == 1e4
+    quiet = tmp_path / "sgd"
+    assert invoke("nets", "train", *FAST, "--out", quiet).exit_code == 0
+    # Same seed, data and initialization: the only difference is the Langevin noise.
+    assert data["trace"]["movement"][-1] != read_run(quiet)[0]["trace"]["movement"][-1]

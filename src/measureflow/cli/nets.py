@@ -96,6 +96,9 @@ OPTIMIZER_CHOICES: dict[str, OptimizerChoice] = {
     "adagrad": OptimizerChoice(0.1, 0.1, False),
     "rmsprop": OptimizerChoice(1e-3, 1e-3, False),
     "adam": OptimizerChoice(1e-2, 1e-2, False),
+    # Langevin SGD: the rates of SGD, plus sqrt(2 lr / beta) xi (for mean field lr = h M, the
+    # mean-field Langevin dynamics at inverse temperature beta / M per neuron).
+    "langevin": OptimizerChoice(1.0, 0.25, True),
 }
 
 _REGRESSION_DATA = "sine"
@@ -121,6 +124,7 @@ class NetsTrainSettings:
     steps: int
     batch_size: int | None
     regularization: float
+    beta: float | None
     test_fraction: float
     record_every: int
     checkpoint_every: int | None
@@ -144,6 +148,12 @@ class NetsTrainSettings:
             check_count(self.batch_size, "--batch-size")
         if not (math.isfinite(self.regularization) and self.regularization >= 0):
             raise ValueError(f"--regularization must be finite and >= 0, got {self.regularization!r}")
+        if self.optimizer == "langevin":
+            if self.beta is None:
+                raise ValueError("--optimizer langevin needs --beta, the inverse temperature (> 0)")
+            check_positive_number(self.beta, "--beta")
+        elif self.beta is not None:
+            raise ValueError(f"--beta applies to --optimizer langevin, not {self.optimizer}")
         if not (math.isfinite(self.test_fraction) and 0 <= self.test_fraction < 1):
             raise ValueError(f"--test-fraction must lie in [0, 1), got {self.test_fraction!r}")
         check_count(self.record_every, "--record-every")
@@ -329,6 +339,8 @@ def train_command(
     regularization: Annotated[float, typer.Option(
         help="lambda: adds lambda (theta - theta_0) to the gradient (decay toward the initialization).")]
     = 0.0,
+    beta: Annotated[float | None, typer.Option(
+        help="Inverse temperature of --optimizer langevin: each step adds sqrt(2 lr / beta) xi.")] = None,
     test_fraction: Annotated[float, typer.Option(
         help="Fraction of the points held out as a test set.")] = 0.25,
     record_every: Annotated[int, typer.Option(
@@ -350,7 +362,8 @@ def train_command(
         settings = NetsTrainSettings(
             scaling=scaling, width=width, data=data, n=n, noise=noise, activation=activation, loss=loss,
             optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, regularization=regularization,
-            test_fraction=test_fraction, record_every=record_every, checkpoint_every=checkpoint_every,
+            beta=beta, test_fraction=test_fraction, record_every=record_every,
+            checkpoint_every=checkpoint_every,
             seed=seed,
             out=None if out is None else str(out), resume=resume, overwrite=overwrite,
             device=check_device(device), progress=not no_progress,
@@ -370,7 +383,8 @@ def train_command(
             result = train(model, train_data.x, train_data.y, loss=settings.loss,
                            optimizer=settings.optimizer, lr=settings.optimizer_lr, n_steps=settings.steps,
                            batch_size=settings.batch_size, regularization=settings.regularization,
-                           monitor=monitor, generator=generator, out_dir=folder, resume=settings.resume,
+                           beta=settings.beta, monitor=monitor, generator=generator, out_dir=folder,
+                           resume=settings.resume,
                            overwrite=settings.overwrite,
                            checkpoint_every=settings.checkpoint_every or settings.steps,
                            progress=settings.progress)

@@ -33,6 +33,7 @@ from measureflow.nets.descent import (
     batched_init,
     gradient_descent,
 )
+from measureflow.nets.langevin import LangevinSGD
 from measureflow.nets.losses import LOSSES, ExpLoss, LogisticLoss, Loss, SquaredLoss, loss_function
 from measureflow.nets.margin import (
     ActiveNeurons,
@@ -52,6 +53,14 @@ from measureflow.nets.margin import (
     train_margin,
 )
 from measureflow.nets.mean_field import MeanFieldRisk, neurons_of, set_neurons
+from measureflow.nets.mean_field_langevin import (
+    FreeEnergy,
+    ReplicatedMeanFieldRisk,
+    WeightDecay,
+    free_energy,
+    mean_field_langevin,
+    replica_free_energies,
+)
 from measureflow.nets.ntk import NTKPrediction, analytic_ntk, empirical_ntk, ntk_regression
 from measureflow.nets.replicas import ReplicaSGDResult, averaged_sgd_replicas
 from measureflow.nets.spectrum import (
@@ -79,7 +88,9 @@ __all__ = [
     "ExpLoss",
     "F1MaxMargin",
     "F1NormBounds",
+    "FreeEnergy",
     "KernelMaxMargin",
+    "LangevinSGD",
     "LogisticLoss",
     "Loss",
     "MarginRun",
@@ -91,11 +102,13 @@ __all__ = [
     "NormalizedMargin",
     "ReLU",
     "ReplicaSGDResult",
+    "ReplicatedMeanFieldRisk",
     "Sigmoid",
     "SmoothReLU",
     "SquaredLoss",
     "Tanh",
     "TwoLayer",
+    "WeightDecay",
     "activation",
     "active_neurons",
     "analytic_ntk",
@@ -111,15 +124,18 @@ __all__ = [
     "f1_max_margin",
     "f1_norm_on_data",
     "fourier_features",
+    "free_energy",
     "gradient_descent",
     "kernel_max_margin",
     "lazy_margin",
     "loss_function",
+    "mean_field_langevin",
     "neurons_of",
     "normalized_margin",
     "ntk_neuron_terms",
     "ntk_regression",
     "relu_circle_spectrum",
+    "replica_free_energies",
     "set_neurons",
     "symmetrize",
     "train",

@@ -14,6 +14,15 @@ returning the average theta_bar_T = (1/T) sum_{t<T} theta_t, kept by
 ``torch.optim.swa_utils.AveragedModel`` (updated before each step, so the average runs over
 theta_0 .. theta_{T-1} as in the algorithm box).
 
+``optimizer="langevin"`` is gradient Langevin dynamics (:class:`~measureflow.nets.langevin.LangevinSGD`):
+
+    theta_{t+1} = theta_t - lr g_t + sqrt(2 lr / beta) xi_t,      xi_t ~ N(0, I),
+
+with g_t the gradient of the batch objective above (GLD full-batch, SGLD with minibatches),
+sampling approximately exp(-beta [R_n(theta) + (lambda/2) ||theta - theta_0||^2]), R_n the mean
+loss over the training set. The noise comes from the run's ``generator``, after the batch
+indices of the same step, so the checkpoint's generator state makes resumed runs exact.
+
 Every ``Monitor.every`` steps (and at step 0) the run records, at full precision over whole sets:
 the training and test risk of the predictor (the average for averaged SGD), the relative
 movement ||theta_t - theta_0|| / ||theta_0|| of the trained parameters, the NTK drift
@@ -34,13 +43,14 @@ from torch.optim.swa_utils import AveragedModel
 from measureflow._core import as_tensor, check_finite, check_positive, make_generator
 from measureflow.generative.train import TrainHistory, TrainTask
 from measureflow.generative.train import train as train_loop
+from measureflow.nets.langevin import LangevinSGD
 from measureflow.nets.losses import Loss, loss_function
 from measureflow.nets.ntk import empirical_ntk
 from measureflow.nets.two_layer import TwoLayer
 
 __all__ = ["OPTIMIZERS", "Monitor", "NetTrainResult", "NetTrainTask", "train"]
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "averaged-sgd")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "averaged-sgd", "langevin")
 KIND = "two-layer"
 _TRACE_KEYS = ("steps", "train_loss", "test_loss", "movement", "ntk_drift", "projections")
 
@@ -85,7 +95,9 @@ class NetTrainResult:
 
 
 def _make_optimizer(name: str, parameters: list[nn.Parameter], lr: float,
-                    momentum: float) -> torch.optim.Optimizer:
+                    momentum: float, beta: float | None = None) -> torch.optim.Optimizer:
+    if name == "langevin":
+        return LangevinSGD(parameters, lr=lr, beta=beta)
     if name in ("sgd", "averaged-sgd"):
         return torch.optim.SGD(parameters, lr=lr)
     if name == "momentum":
@@ -103,14 +115,15 @@ class NetTrainTask(TrainTask):
     """One optimizer step of a scalar network on a batch of rows [x, y] (see :func:`train`)."""
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, loss: Loss, optimizer: str, lr: float,
-                 momentum: float, regularization: float, monitor: Monitor) -> None:
+                 momentum: float, regularization: float, monitor: Monitor,
+                 beta: float | None = None) -> None:
         self.model = model
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         if not self.parameters:
             raise ValueError("the model has no trainable parameters; unfreeze a layer")
         self.loss = loss
         self.regularization = regularization
-        self.optimizer = _make_optimizer(optimizer, self.parameters, lr, momentum)
+        self.optimizer = _make_optimizer(optimizer, self.parameters, lr, momentum, beta)
         self.averaged = AveragedModel(model) if optimizer == "averaged-sgd" else None
         self.initial = [p.detach().clone() for p in self.parameters]
         self.initial_norm = float(torch.sqrt(sum(p.square().sum() for p in self.initial)))
@@ -186,7 +199,10 @@ class NetTrainTask(TrainTask):
             with torch.no_grad():
                 for parameter, start in zip(self.parameters, self.initial, strict=True):
                     parameter.grad.add_(parameter - start, alpha=self.regularization)
-        self.optimizer.step()
+        if isinstance(self.optimizer, LangevinSGD):
+            self.optimizer.step(generator=generator)  # the loop's generator: saved in checkpoints
+        else:
+            self.optimizer.step()
         self.steps_done += 1
         if self.steps_done % self.monitor.every == 0:
             self.record()
@@ -228,7 +244,7 @@ class NetTrainTask(TrainTask):
 
 def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimizer: str = "sgd",
           lr: float = 0.1, n_steps: int = 1000, batch_size: int | None = None, momentum: float = 0.9,
-          regularization: float = 0.0, monitor: Monitor | None = None,
+          regularization: float = 0.0, beta: float | None = None, monitor: Monitor | None = None,
           generator: torch.Generator | None = None, out_dir: str | Path | None = None,
           resume: bool = False, overwrite: bool = False, checkpoint_every: int | None = None,
           log_every: int | None = None, progress: bool = True) -> NetTrainResult:
@@ -241,6 +257,8 @@ def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimiz
     neurons at the mean-field rate h). ``batch_size=None``: full-batch gradient descent; an
     integer: minibatches of that many rows drawn with replacement. ``regularization`` lambda
     adds lambda (theta - theta_0) to the gradient (weight decay toward the initialization).
+    ``beta``: the inverse temperature of ``optimizer="langevin"`` (required there, refused with
+    any other optimizer), which adds sqrt(2 lr / beta) xi to every trained parameter each step.
     ``monitor``: what to record (default :class:`Monitor()`: training risk, movement and NTK
     drift every 10 steps). The data move to the model's device and dtype; ``generator`` (default:
     fresh) draws the minibatches; ``out_dir``/``resume``/``overwrite``/``checkpoint_every`` as in
@@ -264,6 +282,13 @@ def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimiz
     if momentum >= 1:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
     regularization = check_positive(regularization, "regularization", allow_zero=True)
+    if optimizer == "langevin":
+        if beta is None:
+            raise ValueError("optimizer 'langevin' needs beta, the inverse temperature (> 0)")
+        beta = check_positive(beta, "beta")
+    elif beta is not None:
+        raise ValueError(f"beta is the inverse temperature of optimizer 'langevin'; optimizer {optimizer!r} "
+                         "takes no beta")
     monitor = Monitor() if monitor is None else monitor
     if not isinstance(monitor, Monitor):
         raise TypeError(f"monitor must be a measureflow.nets.Monitor, got {type(monitor).__name__}")
@@ -282,7 +307,8 @@ def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimiz
         raise ValueError(f"x has {inputs.shape[1]} columns but the network takes dim = {model.dim}")
     if objective.classification and not bool(((targets == 1) | (targets == -1)).all()):
         raise ValueError(f"loss {objective.name!r} needs labels y in {{-1, +1}}")
-    task = NetTrainTask(model, inputs, targets, objective, optimizer, lr, momentum, regularization, monitor)
+    task = NetTrainTask(model, inputs, targets, objective, optimizer, lr, momentum, regularization, monitor,
+                        beta)
     if generator is None:
         generator = make_generator(None, inputs.device)
     config = {
@@ -291,6 +317,8 @@ def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimiz
         "momentum": momentum if optimizer in ("momentum", "nesterov") else None,
         "regularization": regularization, "record_every": monitor.every,
     }
+    if beta is not None:  # only for "langevin": older configs (and checkpoints) stay as they were
+        config["beta"] = beta
     history = train_loop(
         task, torch.cat([inputs, targets[:, None]], 1), n_steps=n_steps, batch_size=batch_size,
         generator=generator, out_dir=out_dir, checkpoint_every=checkpoint_every,
