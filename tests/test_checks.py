@@ -22,7 +22,9 @@ CHECK_NAMES = [
     "ou-forgets", "reverse-exact-score", "learned-score-toys", "diffusion-digits",
     "ebm-mixture", "optimal-discriminator", "fgan-bound", "vanishing-gradients", "mode-coverage",
     "gan-stability", "ntk-concentration", "ntk-linear-convergence", "lazy-vs-active", "spectral-bias",
-    "implicit-bias", "landscape", "averaged-sgd",
+    "implicit-bias", "landscape", "averaged-sgd", "infinite-langevin-stability",
+    "infinite-langevin-posterior",
+    "infinite-langevin-ergodicity", "langevin-excess-risk", "mean-field-langevin", "noise-smooths",
 ]
 
 

@@ -14,14 +14,20 @@ from measureflow.checks import (
     flows_to_mixture,
     gan_stability,
     implicit_bias,
+    infinite_langevin_ergodicity,
+    infinite_langevin_posterior,
+    infinite_langevin_stability,
     kantorovich_duality,
     landscape,
+    langevin_excess_risk,
     langevin_stationary,
     lazy_vs_active,
     learned_score_toys,
     lsi_decay,
+    mean_field_langevin,
     mmd_unbiased,
     mode_coverage,
+    noise_smooths,
     ntk_concentration,
     ntk_linear_convergence,
     optimal_discriminator,
@@ -222,5 +228,40 @@ CHECKS: dict[str, CheckSpec] = {
         "averaged-sgd",
         "averaged regularized SGD's excess risk falls like T^(-2rb/(2rb+1)) for targets f* = T^r h",
         averaged_sgd.run,
+    ),
+    "infinite-langevin-stability": CheckSpec(
+        "infinite-langevin-stability",
+        "explicit Euler in a Hilbert space needs eta < 2 mu_K / lam; the semi-implicit scheme is stable "
+        "at 100x that step for every K",
+        infinite_langevin_stability.run,
+    ),
+    "infinite-langevin-posterior": CheckSpec(
+        "infinite-langevin-posterior",
+        "semi-implicit Langevin with K = 1,000 modes follows its closed-form Gaussian law (the GP "
+        "posterior as eta -> 0); weak-error order >= 1/2 - kappa",
+        infinite_langevin_posterior.run,
+    ),
+    "infinite-langevin-ergodicity": CheckSpec(
+        "infinite-langevin-ergodicity",
+        "under strict dissipativity E L(X_n) converges geometrically at a rate >= Lambda*_eta",
+        infinite_langevin_ergodicity.run,
+    ),
+    "langevin-excess-risk": CheckSpec(
+        "langevin-excess-risk",
+        "GLD's stationary excess loss on a non-convex loss is its Gibbs measure's, falling at least like "
+        "d log(beta)/beta; gradient descent stays at spurious minima",
+        langevin_excess_risk.run,
+    ),
+    "mean-field-langevin": CheckSpec(
+        "mean-field-langevin",
+        "mean-field Langevin: two starts reach the same free energy, which decreases along the flow; "
+        "the stationary risk decreases in M",
+        mean_field_langevin.run,
+    ),
+    "noise-smooths": CheckSpec(
+        "noise-smooths",
+        "noise smooths the loss: SGD-like noise moves to the flat minimum as eta grows; graduated "
+        "descent on Rastrigin reaches the global basin where the smoothed loss predicts",
+        noise_smooths.run,
     ),
 }
