@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_diffusion.py
 	$(PY) benchmarks/bench_gan.py
 	$(PY) benchmarks/bench_nets.py
+	$(PY) benchmarks/bench_infinite_langevin.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"

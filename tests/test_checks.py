@@ -25,6 +25,7 @@ CHECK_NAMES = [
     "implicit-bias", "landscape", "averaged-sgd", "infinite-langevin-stability",
     "infinite-langevin-posterior",
     "infinite-langevin-ergodicity", "langevin-excess-risk", "mean-field-langevin", "noise-smooths",
+    "bayes-classifier",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from measureflow.checks import (
     annealed_rastrigin,
     averaged_sgd,
+    bayes_classifier,
     benamou_brenier,
     de_bruijn,
     diffusion_digits,
@@ -263,5 +264,11 @@ CHECKS: dict[str, CheckSpec] = {
         "noise smooths the loss: SGD-like noise moves to the flat minimum as eta grows; graduated "
         "descent on Rastrigin reaches the global basin where the smoothed loss predicts",
         noise_smooths.run,
+    ),
+    "bayes-classifier": CheckSpec(
+        "bayes-classifier",
+        "strong low noise: Langevin on an infinite-width network finds the Bayes classifier, failing "
+        "less often as beta and n grow (Suzuki 2020)",
+        bayes_classifier.run,
     ),
 }
