@@ -78,6 +78,20 @@ def _check_labels(loss: str, labels: Tensor) -> None:
         raise ValueError("the logistic loss needs labels y = +1 or -1")
 
 
+def _data(inputs: Any, labels: Any, name: str, rank: int, loss: str) -> tuple[Tensor, Tensor, torch.dtype]:
+    """The inputs (rank 1 or 2) and labels as buffers of one dtype, checked: same n >= 1, finite."""
+    dtype = common_dtype(inputs, labels)
+    points = as_buffer(inputs, name, rank, dtype)
+    targets = as_buffer(labels, "y", 1, dtype).to(points.device)
+    if targets.shape[0] != points.shape[0] or points.shape[0] == 0:
+        raise ValueError(f"{name} and y must hold the same number n >= 1 of points, got {points.shape[0]} "
+                         f"and {targets.shape[0]}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    _check_labels(loss, targets)
+    return points, targets, dtype
+
+
 class GaussianPosterior:
     """N(mean, covariance) over the K coefficients: ``mean`` ``(K,)``, ``covariance`` ``(K, K)``."""
 
@@ -105,15 +119,7 @@ class HilbertRegression(FiniteSumTarget):
 
     def __init__(self, t: Any, y: Any, n_modes: int, *, basis: str = "sine", loss: str = "squared",
                  scale: float | None = None) -> None:
-        dtype = common_dtype(t, y)
-        inputs = as_buffer(t, "t", 1, dtype)
-        labels = as_buffer(y, "y", 1, dtype).to(inputs.device)
-        if labels.shape[0] != inputs.shape[0] or inputs.shape[0] == 0:
-            raise ValueError(f"t and y must hold the same number n >= 1 of points, got {inputs.shape[0]} "
-                             f"and {labels.shape[0]}")
-        if not bool(torch.isfinite(inputs).all()):
-            raise ValueError("t must be finite (no NaN or inf)")
-        _check_labels(loss, labels)
+        inputs, labels, dtype = _data(t, y, "t", 1, loss)
         features = basis_functions(inputs, n_modes, basis)
         super().__init__(n_modes)
         self._anchor = self._anchor.to(device=inputs.device, dtype=dtype)
@@ -188,15 +194,7 @@ class InfiniteWidthNetwork(FiniteSumTarget):
 
     def __init__(self, x: Any, y: Any, n_neurons: int, *, gamma: float = 1.0, activation: str = "tanh",
                  loss: str = "squared", scale: float | None = None) -> None:
-        dtype = common_dtype(x, y)
-        inputs = as_buffer(x, "x", 2, dtype)
-        labels = as_buffer(y, "y", 1, dtype).to(inputs.device)
-        if labels.shape[0] != inputs.shape[0] or inputs.shape[0] == 0:
-            raise ValueError(f"x and y must hold the same number n >= 1 of points, got {inputs.shape[0]} "
-                             f"and {labels.shape[0]}")
-        if not bool(torch.isfinite(inputs).all()):
-            raise ValueError("x must be finite (no NaN or inf)")
-        _check_labels(loss, labels)
+        inputs, labels, dtype = _data(x, y, "x", 2, loss)
         if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
             raise ValueError(f"n_neurons must be a positive integer, got {n_neurons!r}")
         gamma = check_positive(gamma, "gamma")
