@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ CIRCLE_MODES = ((1, "sin", 1.0), (2, "cos", 0.5), (4, "sin", 0.25))
 """The circle's target sum_k c_k trig(k t) as (k, "sin" or "cos", c_k)."""
 
 
-class SupervisedSet:
+class SupervisedSet(ABC):
     """A named toy set: coordinates z ``(n, k)`` drawn at random, the inputs x = embed(z) ``(n, d)``
     and the labels. Subclasses define the law; :func:`supervised_dataset` draws from it."""
 
@@ -75,14 +76,14 @@ class SupervisedSet:
     coordinate_names: tuple[str, ...] = ()
     coordinate_range: tuple[float, float] | None = None  # the support of a 1-D coordinate
 
+    @abstractmethod
     def draw(self, n: int, noise: float, generator: torch.Generator | None,
              device: torch.device) -> tuple[Tensor, Tensor]:
         """(z ``(n, k)``, y ``(n,)``) in float64 on ``device``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def embed(self, z: Tensor) -> Tensor:
         """The network inputs x ``(m, d)`` of coordinates z ``(m, k)``."""
-        raise NotImplementedError
 
     def target(self, z: Tensor) -> Tensor | None:
         """The noiseless regression function at z ``(m, k)`` as ``(m,)`` (None for classification)."""

@@ -12,6 +12,7 @@ autograd is never asked for it. :data:`ACTIVATIONS` maps the names the API accep
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -22,16 +23,18 @@ from measureflow._core import check_positive
 __all__ = ["ACTIVATIONS", "Activation", "Erf", "ReLU", "Sigmoid", "SmoothReLU", "Tanh", "activation"]
 
 
-class Activation:
+class Activation(ABC):
     """sigma: R -> R applied elementwise, with its derivative sigma'."""
 
     name = "activation"
 
+    @abstractmethod
     def __call__(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
+        """sigma(z), elementwise."""
 
+    @abstractmethod
     def derivative(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
+        """sigma'(z), elementwise."""
 
     def both(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(sigma(z), sigma'(z)); subclasses share work between the two where they can."""

@@ -12,6 +12,7 @@ tensor([0.6931])
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -20,17 +21,19 @@ from torch import Tensor
 __all__ = ["LOSSES", "ExpLoss", "LogisticLoss", "Loss", "SquaredLoss", "loss_function"]
 
 
-class Loss:
+class Loss(ABC):
     """l(y, f) elementwise with its derivative in f; ``classification`` says labels are +-1."""
 
     name = "loss"
     classification = False
 
+    @abstractmethod
     def value(self, f: Tensor, y: Tensor) -> Tensor:
-        raise NotImplementedError
+        """l(y, f), elementwise."""
 
+    @abstractmethod
     def derivative(self, f: Tensor, y: Tensor) -> Tensor:
-        raise NotImplementedError
+        """dl/df (y, f), elementwise."""
 
 
 @dataclass(frozen=True)
