@@ -36,10 +36,12 @@ def test_function_space_run_writes_the_posterior_figure(tmp_path, target, dim):
     (["--sampler", "infinite-langevin", "--lam", "nan"], "--lam must be finite and >= 0"),
     (["--sampler", "infinite-langevin", "--decay", "0"], "--decay"),
     (["--target", "network-regression", "--dim", "7", "--sampler", "infinite-langevin"], "2 x the number"),
+    (["--dim", "2000000000", "--sampler", "infinite-langevin"], "more than this machine's"),
+    (["--sampler", "infinite-langevin", "--chains", "2000000000"], "more than this machine's"),
 ])
 def test_bad_function_space_options_exit_2(tmp_path, args, expected):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["sample", "--target", "sine-regression", *args, *SMALL, "--out", str(out)])
+    result = runner.invoke(app, ["sample", "--target", "sine-regression", *SMALL, *args, "--out", str(out)])
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines

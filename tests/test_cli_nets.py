@@ -209,6 +209,8 @@ BAD = {
     "unknown scaling": (["--scaling", "lazy"], "--scaling must be one of ntk, mean-field"),
     "zero width": (["--width", "0"], "--width"),
     "negative width": (["--width", "-3"], "--width"),
+    "absurd width": (["--width", "2000000000"], "more than this machine's"),
+    "absurd n": (["--n", "2000000000"], "more than this machine's"),
     "zero lr": (["--lr", "0"], "--lr"),
     "negative lr": (["--lr", "-1"], "--lr"),
     "nan lr": (["--lr", "nan"], "--lr"),

@@ -20,6 +20,7 @@ __all__ = [
     "check_choice",
     "check_count",
     "check_device",
+    "check_memory",
     "check_out",
     "check_positive_number",
     "check_seed",
@@ -51,6 +52,29 @@ def user_errors() -> Iterator[None]:
         yield
     except (ValueError, TypeError, OSError) as error:
         fail(str(error) or type(error).__name__)
+    except (MemoryError, torch.OutOfMemoryError) as error:
+        fail(f"out of memory ({type(error).__name__}); use smaller sizes")
+    except RuntimeError as error:
+        # torch's CPU allocator reports a refused allocation as a RuntimeError.
+        if "allocate memory" not in str(error):
+            raise
+        fail("out of memory: torch could not allocate a tensor; use smaller sizes")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+
+
+def check_memory(n_bytes: float, what: str) -> None:
+    """A ``ValueError`` before any work when ``what`` needs more than the machine's memory: an
+    absurd size would otherwise be killed by the kernel half-way, or crawl in swap."""
+    total = _physical_memory()
+    if total is not None and n_bytes > total:
+        raise ValueError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB, more than this machine's "
+                         f"{total / 2**30:,.1f} GiB; use smaller sizes")
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from measureflow.cli._common import (
     check_choice,
     check_count,
     check_device,
+    check_memory,
     check_out,
     check_positive_number,
     check_seed,
@@ -215,6 +216,13 @@ class NetsTrainSettings:
                 "out": str(self.folder)}
 
 
+def _check_sizes(n_points: int, width: int, dim: int) -> None:
+    """Refuse sizes the machine cannot hold: a step keeps about six (n, M) float32 arrays (pre-
+    activations, activations, slopes and their gradients) besides the data and parameters."""
+    check_memory(4 * (6 * n_points * width + width * (dim + 1) * 8) + 8 * n_points * (dim + 1),
+                 f"--width {width:,} on {n_points:,} points")
+
+
 def _load_data(settings: NetsTrainSettings,
                generator: torch.Generator) -> tuple[SupervisedData, SupervisedData | None]:
     """(train, test) of the settings' data on the run's device, drawn with ``generator``."""
@@ -371,7 +379,11 @@ def train_command(
         folder = check_out(settings.folder)
         _check_run_folder(folder, settings.resume, settings.overwrite)
         generator = make_generator(settings.seed, settings.device)
+        if settings.data_name in SUPERVISED_SETS:  # a named set is drawn: check before drawing it
+            _check_sizes(settings.n or _DEFAULT_N, settings.width, 3)
         train_data, test_data = _load_data(settings, generator)
+        n_points = train_data.x.shape[0] + (0 if test_data is None else test_data.x.shape[0])
+        _check_sizes(n_points, settings.width, train_data.dim)
         model = TwoLayer(train_data.dim, settings.width, settings.activation, settings.scaling,
                          generator=generator, device=settings.device)
         monitor = Monitor(x_test=None if test_data is None else test_data.x,

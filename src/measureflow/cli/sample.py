@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +17,7 @@ from measureflow._core import atomic_write_json, save_npz
 from measureflow.cli._common import (
     check_count,
     check_device,
+    check_memory,
     check_out,
     check_positive_number,
     check_seed,
@@ -232,6 +234,11 @@ def sample(
         )
         folder = check_out(settings.out)
         model, target_name = resolve_target(settings.target, settings.dim)
+        itemsize = torch.empty(0, dtype=model.dtype).element_size()
+        kept = settings.steps // settings.thin
+        # The kept samples (and energies), plus about eight states' worth of working tensors.
+        check_memory((kept * (model.dim + 1) + 8 * model.dim) * settings.chains * itemsize,
+                     f"{settings.chains:,} chains of dimension {model.dim:,} x {kept:,} kept steps")
         options = settings.sampler_options()
         function_space = isinstance(model, (mf.targets.HilbertRegression, mf.targets.InfiniteWidthNetwork))
         if isinstance(model, mf.targets.InfiniteWidthNetwork) and "decay" in options:

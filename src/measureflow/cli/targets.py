@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from measureflow import targets
+from measureflow.cli._common import check_memory
 from measureflow.data import breast_cancer
 from measureflow.targets import Target
 
@@ -59,13 +60,20 @@ def _function_data(n: int = 30, noise: float = 0.1) -> tuple[torch.Tensor, torch
     return t, torch.sin(2 * torch.pi * t) + noise * torch.randn(n, generator=generator, dtype=torch.float64)
 
 
+def _check_function_space(n_points: int, dim: int) -> None:
+    # The (n, K) feature matrix and a few copies of it while it is built.
+    check_memory(4 * 8 * n_points * dim, f"a function-space target with --dim {dim:,}")
+
+
 def _sine_regression(dim: int) -> Target:
     t, y = _function_data()
+    _check_function_space(len(t), dim)
     return targets.HilbertRegression(t, y, dim, basis="sine")
 
 
 def _circle_regression(dim: int) -> Target:
     t, y = _function_data()
+    _check_function_space(len(t), dim)
     return targets.HilbertRegression(2 * torch.pi * t, y, dim, basis="fourier")
 
 
@@ -74,6 +82,7 @@ def _network_regression(dim: int) -> Target:
         raise ValueError(f"--dim for network-regression is 2 x the number of neurons (inputs (u, 1)); "
                          f"got {dim}")
     t, y = _function_data()
+    _check_function_space(len(t), dim)
     inputs = torch.stack([2 * t - 1, torch.ones_like(t)], 1)  # u in [-1, 1] and a bias coordinate
     return targets.InfiniteWidthNetwork(inputs, y, dim // 2, gamma=1.0)
 
