@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from measureflow.generative.diffusion import VPSDE, dsm_loss
+from measureflow.generative import TrainedModel
+from measureflow.generative.diffusion import VPSDE, dsm_loss, score_model
 from measureflow.generative.diffusion.training import (
     build_score_net,
     default_net_config,
-    load_diffusion,
     train_diffusion,
 )
 from measureflow.generative.train import load_checkpoint
@@ -57,12 +57,13 @@ def test_checkpoint_rebuilds_the_ema_model(tmp_path):
     extra = {"standardizer": {"mean": [0.0], "std": [1.0]}}
     score, _ = train_diffusion(x, n_steps=30, generator=_generator(1), net=SMALL_NET, batch_size=32,
                                out_dir=tmp_path, progress=False, extra_config=extra)
-    loaded = load_diffusion(tmp_path)
-    assert loaded.step == 30 and loaded.config["standardizer"] == extra["standardizer"]
+    model = TrainedModel.load(tmp_path)
+    assert model.step == 30 and model.config["standardizer"] == extra["standardizer"]
+    loaded = score_model(model)
     assert loaded.sde.config() == VPSDE().config()
     y, t = torch.randn(7, 1, generator=_generator(2)), torch.rand(7, generator=_generator(3))
     with torch.no_grad():
-        assert torch.equal(loaded.score(y, t), score(y, t))
+        assert torch.equal(loaded(y, t), score(y, t))
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -104,17 +105,17 @@ def test_networks_and_errors():
         build_score_net({"name": "mlp", "dim": 2, "width": 3})
 
 
-def test_load_diffusion_refuses_other_checkpoints(tmp_path):
+def test_trained_model_refuses_other_checkpoints(tmp_path):
     from measureflow.generative.train import save_checkpoint
 
     save_checkpoint(tmp_path / "checkpoint.pt", {
         "format": "measureflow-checkpoint", "version": 1, "kind": "ebm", "config": {}, "step": 1,
         "rng": {}, "history": {}, "loop": {}, "model": {}, "optimizer": {}, "ema": {}})
     with pytest.raises(ValueError, match="ebm"):
-        load_diffusion(tmp_path)
+        TrainedModel.load(tmp_path, family="diffusion")
     (tmp_path / "other").mkdir()
     with pytest.raises(ValueError):
-        load_diffusion(tmp_path / "other")
+        TrainedModel.load(tmp_path / "other", family="diffusion")
 
 
 def test_standardized_density_converts_to_data_units():

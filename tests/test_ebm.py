@@ -10,6 +10,7 @@ import torch
 from stats_helpers import Z_MAX
 from torch import nn
 
+from measureflow.generative import TrainedModel
 from measureflow.generative.ebm import (
     EBMTask,
     EnergyTarget,
@@ -18,7 +19,6 @@ from measureflow.generative.ebm import (
     energy_landscape_figure,
     energy_on_grid,
     langevin,
-    load_ebm,
     sample_ebm,
     train_ebm,
 )
@@ -253,9 +253,14 @@ def test_resume_equals_uninterrupted_run_bitwise(tmp_path):
     assert resumed_history.resumed_from == 10
 
 
-def test_load_ebm_round_trip_and_bad_checkpoints(tmp_path):
+def load_ebm(path):
+    return TrainedModel.load(path, family="ebm")
+
+
+def test_trained_model_loads_an_ebm_and_refuses_bad_checkpoints(tmp_path):
     net, _ = _tiny_run(tmp_path, 10, name="ok")
-    loaded, config = load_ebm(tmp_path / "ok")
+    model = load_ebm(tmp_path / "ok")
+    loaded, config = model.network, model.config
     x = torch.randn(7, 2, generator=_generator(9))
     torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
     assert config["data"] == "normal" and config["net"]["hidden"] == 8
@@ -276,7 +281,7 @@ def test_load_ebm_round_trip_and_bad_checkpoints(tmp_path):
     payload["config"]["net"]["hidden"] = 9
     wrong = tmp_path / "wrong.pt"
     save_checkpoint(wrong, payload)
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError, match="does not hold an? ebm model"):
         load_ebm(wrong)
     with pytest.raises(ValueError, match="no checkpoint"):
         load_ebm(tmp_path / "missing")

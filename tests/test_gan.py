@@ -9,8 +9,11 @@ import math
 import pytest
 import torch
 
+from measureflow.generative import TrainedModel
 from measureflow.generative.gan import (
     LOSS_NAMES,
+    WGAN,
+    WGANGP,
     Critic,
     Generator,
     ParticleGenerator,
@@ -19,7 +22,7 @@ from measureflow.generative.gan import (
     critic_loss,
     generator_loss,
     gradient_penalty,
-    load_gan,
+    make_objective,
     mmd2_loss,
     parse_stability,
     rkhs_norm_squared,
@@ -227,7 +230,8 @@ def test_every_loss_trains_a_few_steps(loss):
 def test_stability_trains_with_the_theory_rate_and_particles():
     x = _toy()
     stability = Stability(1.0, 1.0, 2.0, n_features=16)
-    model, history = train_gan(x, loss="wgan-gp", gp_weight=0.0, stability=stability, generator_lr="theory",
+    model, history = train_gan(x, loss=WGANGP(gp_weight=0.0), stability=stability,
+                               generator_lr=theory_learning_rate(stability, n_points=32),
                                optimizer="sgd", n_steps=4, batch_size=16, generator=_generator(3),
                                net={**TINY_NET, "generator": "particles", "n_points": 32}, progress=False,
                                log_every=2)
@@ -257,8 +261,12 @@ def test_incompatible_options_are_refused():
         train_gan(x, loss="wgan", stability=Stability(1, 1, 1), **common)
     with pytest.raises(ValueError, match="scalar critic"):
         train_gan(x, loss="gmmn", stability=Stability(1, 1, 1), **common)
-    with pytest.raises(ValueError, match="theory"):
+    with pytest.raises(ValueError, match="generator_lr"):
         train_gan(x, loss="js", generator_lr="theory", **common)
+    with pytest.raises(ValueError, match="unknown loss"):
+        train_gan(x, loss="wgan-clip", **common)
+    with pytest.raises(ValueError, match="gp_weight"):
+        train_gan(x, loss=WGANGP(gp_weight=-1.0), **common)
     with pytest.raises(ValueError, match="unknown loss"):
         train_gan(x, loss="lsgan", **common)
     with pytest.raises(ValueError, match="NaN"):
@@ -294,16 +302,16 @@ def test_resume_continues_exactly_and_load_rebuilds_the_generator(tmp_path, loss
             assert torch.equal(value, resumed[key][name]), (key, name)
     for key in ("steps", "losses"):
         assert straight["history"][key] == resumed["history"][key]
-    loaded = load_gan(tmp_path / "straight")
-    assert loaded.step == 12 and loaded.config["loss"] == loss
+    loaded = TrainedModel.load(tmp_path / "straight")
+    assert loaded.kind == "gan" and loaded.step == 12 and loaded.config["loss"] == loss
     ema = straight["ema"]["model"]
-    for name, value in loaded.model.generator.state_dict().items():
+    for name, value in loaded.network.state_dict().items():
         assert torch.equal(value, ema[name])
     payload = dict(straight)
     payload["kind"] = "diffusion"
     save_checkpoint(tmp_path / "other" / "checkpoint.pt", payload)
     with pytest.raises(ValueError, match="not a 'gan' model"):
-        load_gan(tmp_path / "other")
+        TrainedModel.load(tmp_path / "other", family="gan")
 
 
 def test_non_saturating_gradient_survives_a_confident_critic():
@@ -330,7 +338,7 @@ class _Counting(torch.nn.Module):
         return x @ self.a
 
 
-def _task(loss: str, critic, n_critic: int, batch_size: int = 4, **options):
+def _task(loss, critic, n_critic: int, batch_size: int = 4, **options):
     from measureflow.generative.gan import GANTask
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -341,7 +349,7 @@ def _task(loss: str, critic, n_critic: int, batch_size: int = 4, **options):
 
 def test_each_critic_step_gets_its_own_slice_and_the_generator_step_leaves_the_critic_alone():
     critic = _Counting()
-    task, points = _task("wgan-gp", critic, n_critic=3, gp_weight=0.0)
+    task, points = _task(WGANGP(gp_weight=0.0), critic, n_critic=3)
     batch = torch.arange(24, dtype=torch.float32).reshape(12, 2)
     task.step(batch, _generator())
     # Three critic steps score [slice; 4 generated points], then the generator step its 4 points.
@@ -359,7 +367,7 @@ def test_each_critic_step_gets_its_own_slice_and_the_generator_step_leaves_the_c
 def test_the_critic_step_ascends_the_wasserstein_objective_and_clipping_clamps():
     # SGD on E_Q h - E_P h with h = a . x moves a by lr (mean_P x - mean_Q x): towards the data.
     critic = _Counting()
-    task, points = _task("wgan-gp", critic, n_critic=1, gp_weight=0.0)
+    task, points = _task(WGANGP(gp_weight=0.0), critic, n_critic=1)
     real = torch.full((4, 2), 5.0)
     before = critic.a.detach().clone()
     task.step(real, _generator(1))
@@ -367,7 +375,7 @@ def test_the_critic_step_ascends_the_wasserstein_objective_and_clipping_clamps()
     expected = before + 0.1 * (real.mean(0) - fake.mean(0))
     assert torch.allclose(critic.a.detach(), expected, atol=1e-6)
     clipped = _Counting()
-    task, _ = _task("wgan", clipped, n_critic=1, clip_value=0.05)
+    task, _ = _task(WGAN(clip_value=0.05), clipped, n_critic=1)
     task.step(real, _generator(2))
     assert float(clipped.a.detach().abs().max()) == pytest.approx(0.05)
 
@@ -438,3 +446,17 @@ def test_stability_bandwidth_defaults_to_the_median_distance():
     finally:
         training.train = original
     assert captured["stability"]["bandwidth"] == pytest.approx(median_bandwidth(x))
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_each_name_makes_its_own_objective(loss):
+    objective = make_objective(loss)
+    assert objective.name == loss and objective.config()["name"] == loss
+    assert make_objective(objective) is objective
+    assert objective.needs_critic == (loss != "gmmn")
+    if objective.scalar_critic:
+        real, fake = torch.randn(5, generator=_generator(1)), torch.randn(7, generator=_generator(2))
+        assert torch.equal(objective.critic_loss(real, fake), critic_loss(loss, real, fake))
+        assert torch.equal(objective.generator_loss(fake), generator_loss(loss, fake))
+    with pytest.raises(ValueError, match="no options"):
+        make_objective(loss, unknown_option=1.0)

@@ -13,6 +13,7 @@ from torch import nn
 
 from measureflow.checks import gan_stability
 from measureflow.checks.gan_stability import StableBand, critic_gradient_rms, stable_band
+from measureflow.generative.gan import WGANGP
 from measureflow.generative.gan.nets import ParticleGenerator
 from measureflow.generative.gan.stability import Stability, theory_learning_rate
 from measureflow.generative.gan.training import GANTask, train_gan
@@ -134,8 +135,8 @@ def test_sgd_moves_the_particles_by_the_per_point_step_lr_over_n():
     n_points, lr = 16, 0.8
     particles = ParticleGenerator(n_points, 2, init=torch.zeros(n_points, 2, dtype=torch.float64))
     critic = _LinearCritic(torch.tensor([0.3, -0.4], dtype=torch.float64))
-    task = GANTask(particles, critic, "wgan-gp", n_critic=1, generator_lr=lr, critic_lr=0.05, optimizer="sgd",
-                   gp_weight=0.0, batch_size=64, ema_decay=0.0)
+    task = GANTask(particles, critic, WGANGP(gp_weight=0.0), n_critic=1, generator_lr=lr, critic_lr=0.05,
+                   optimizer="sgd", batch_size=64, ema_decay=0.0)
     before = particles.points.detach().clone()
     batch = torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     task.step(batch, torch.Generator().manual_seed(2))
@@ -153,7 +154,7 @@ def test_wgan_gp_with_zero_weight_is_the_plain_game():
     # no penalty is computed or logged.
     x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     net = {"generator": "particles", "n_points": 8, "critic_hidden": 8, "critic_depth": 1}
-    _, history = train_gan(x, loss="wgan-gp", gp_weight=0.0, n_steps=4,
+    _, history = train_gan(x, loss=WGANGP(gp_weight=0.0), n_steps=4,
                            generator=torch.Generator().manual_seed(1),
                            batch_size=32, n_critic=1, optimizer="sgd", generator_lr=0.1, critic_lr=0.1,
                            net=net, progress=False, log_every=2)
@@ -164,7 +165,7 @@ def test_train_gan_reports_divergence_in_the_words_the_check_catches():
     # An unconstrained critic at an absurd learning rate overflows within a few steps.
     x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="diverged"):
-        train_gan(x, loss="wgan-gp", gp_weight=0.0, n_steps=40, generator=torch.Generator().manual_seed(1),
+        train_gan(x, loss=WGANGP(gp_weight=0.0), n_steps=40, generator=torch.Generator().manual_seed(1),
                   batch_size=32, n_critic=1, optimizer="sgd", generator_lr=1e3, critic_lr=1e30,
                   net={"generator": "particles", "n_points": 8, "critic_hidden": 8, "critic_depth": 1},
                   progress=False, log_every=5)

@@ -3,9 +3,10 @@
 from measureflow._core.figures import new_figure, save_figure
 from measureflow._core.io import atomic_path, atomic_write_json, atomic_write_text, save_npz
 from measureflow._core.progress import progress_bar
-from measureflow._core.rng import make_generator, randn
+from measureflow._core.rng import make_generator, randn, seeded_build
 from measureflow._core.validate import (
     as_tensor,
+    check_count,
     check_finite,
     check_particles,
     check_positive,
@@ -17,6 +18,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "check_count",
     "check_finite",
     "check_particles",
     "check_positive",
@@ -27,4 +29,5 @@ __all__ = [
     "randn",
     "save_figure",
     "save_npz",
+    "seeded_build",
 ]

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_tensor", "check_finite", "check_particles", "check_positive", "check_probability"]
+__all__ = [
+    "as_tensor", "check_count", "check_finite", "check_particles", "check_positive", "check_probability",
+]
 
 
 def as_tensor(
@@ -61,6 +63,20 @@ def check_particles(value: Any, name: str, *, dim: int | None = None) -> Tensor:
     if dim is not None and tensor.shape[1] != dim:
         raise ValueError(f"{name} must have {dim} columns (the dimension), got {tensor.shape[1]}")
     return check_finite(tensor, name)
+
+
+def check_count(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int after checking it is an integer >= ``minimum`` (booleans refused).
+
+    >>> check_count(3, "n_steps")
+    3
+    >>> check_count(0, "burn_in", minimum=0)
+    0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
 
 
 def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:

@@ -49,7 +49,7 @@ training mean and std. Generator: N = 64 free points (``net={"generator": "parti
 started at N(0, I) draws. Critic: 2 hidden layers of 64, spectral norm scaled by alpha = 1,
 softplus of sharpness 4 beta_1 / (alpha K) = 14 (beta_1 = 7, K = 2), RKHS penalty with beta_2
 = 10 (64 random Fourier features, bandwidth 1), so gamma_0 = 1/17. ``train_gan(loss="wgan-gp",
-gp_weight=0.0, stability=...)``: the wgan-gp critic loss E_Q h - E_P h is exactly the paper's
+stability=...)`` with ``WGANGP(gp_weight=0.0)``: the wgan-gp critic loss E_Q h - E_P h is exactly the paper's
 game (with phi = -h) and gp_weight = 0 removes the gradient penalty (the Lipschitz constraint
 is spectral normalization by alpha, as in the paper); ``"js"`` would regularize another loss J
 (also covered by Theorem 1, but not their experiment), and ``"wgan"`` is refused with stability
@@ -103,6 +103,7 @@ from measureflow.checks._figures import format_list, new_figure, save_figure
 from measureflow.checks.base import CheckResult
 from measureflow.data import Standardizer, toy_2d
 from measureflow.generative.gan.nets import Critic, softplus_sharpness
+from measureflow.generative.gan.objectives import WGANGP
 from measureflow.generative.gan.stability import Stability, theory_learning_rate
 from measureflow.generative.gan.training import CHECKPOINT_KIND, train_gan
 from measureflow.generative.train import load_checkpoint
@@ -277,7 +278,7 @@ def _train_one(game: str, ratio: float, gamma0: float, x: Tensor, evaluate: _Hel
     with tempfile.TemporaryDirectory() as scratch:
         try:
             model, _ = train_gan(
-                x, loss="wgan-gp", gp_weight=0.0, n_steps=settings.n_steps,
+                x, loss=WGANGP(gp_weight=0.0), n_steps=settings.n_steps,
                 generator=make_generator(train_seed, device), batch_size=BATCH_SIZE,
                 n_critic=settings.n_critic, generator_lr=N_POINTS * gamma, critic_lr=CRITIC_LR,
                 optimizer="sgd",

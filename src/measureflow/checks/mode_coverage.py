@@ -97,7 +97,7 @@ from measureflow._core import make_generator
 from measureflow.checks._figures import new_figure, save_figure, to_numpy
 from measureflow.checks.base import CheckResult
 from measureflow.data import MODE_STD, Standardizer, toy_2d, toy_mixture
-from measureflow.generative.gan import LOSS_NAMES, mode_diagnostics, train_gan
+from measureflow.generative.gan import LOSS_NAMES, GANObjective, make_objective, mode_diagnostics, train_gan
 
 __all__ = [
     "RECIPES",
@@ -251,14 +251,15 @@ def reference_law(n: int, n_modes: int, *, n_std: float = N_STD, min_count: int 
 class Recipe:
     """How one loss is trained on one toy (passed to :func:`~measureflow.generative.gan.train_gan`):
     ``n_steps`` generator steps at ``batch_size``; Adam learning rates; ``n_critic`` (``None``: the
-    loss's default); the WGAN-GP penalty weight; MLPs of ``depth`` hidden layers of ``hidden`` units
+    loss's default); the WGAN-GP penalty weight (``None``: the objective's default); MLPs of
+    ``depth`` hidden layers of ``hidden`` units
     for the generator and the critic, latent dimension 8."""
 
     n_steps: int
     generator_lr: float
     critic_lr: float | None = None
     n_critic: int | None = None
-    gp_weight: float = 10.0
+    gp_weight: float | None = None
     batch_size: int = 128
     hidden: int = 64
     depth: int = 2
@@ -267,8 +268,12 @@ class Recipe:
         net = {"latent_dim": 8, "hidden": self.hidden, "depth": self.depth, "critic_hidden": self.hidden,
                "critic_depth": self.depth}
         return {"n_steps": self.n_steps, "batch_size": self.batch_size, "generator_lr": self.generator_lr,
-                "critic_lr": self.critic_lr, "n_critic": self.n_critic, "gp_weight": self.gp_weight,
-                "net": net}
+                "critic_lr": self.critic_lr, "n_critic": self.n_critic, "net": net}
+
+    def objective(self, loss: str) -> GANObjective:
+        """The objective ``loss`` with this recipe's settings."""
+        options = {} if self.gp_weight is None else {"gp_weight": self.gp_weight}
+        return make_objective(loss, **options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -406,8 +411,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
                 generator = make_generator(_run_seed(run_seed, toy_index, loss_index), device)
                 recipe = RECIPES[toy][loss]
                 start = time.perf_counter()
-                model, history = train_gan(x, loss=loss, generator=generator, progress=False,
-                                           **recipe.options())
+                model, history = train_gan(x, loss=recipe.objective(loss), generator=generator,
+                                           progress=False, **recipe.options())
                 seconds = time.perf_counter() - start
                 samples = standardizer.inverse(model.sample(n_eval, generator).double())
                 if not bool(torch.isfinite(samples).all()):

@@ -6,11 +6,18 @@ the networks of the diffusion models and EBMs (time-conditioned noise predictors
 energies); ``gan`` holds its own generators and critics.
 """
 
-from measureflow.generative import diffusion, ebm, gan, nets, train
+from measureflow.generative import diffusion, ebm, flow, gan, nets, train
+from measureflow.generative.model import ModelFamily, TrainedModel, family_names, get_family, register_family
 
 __all__ = [
+    "ModelFamily",
+    "TrainedModel",
+    "family_names",
+    "get_family",
+    "register_family",
     "diffusion",
     "ebm",
+    "flow",
     "gan",
     "nets",
     "train",

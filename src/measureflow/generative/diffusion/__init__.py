@@ -1,6 +1,7 @@
 """Score-based diffusion models: forward SDEs, exact and learned scores, denoising score matching,
 reverse-time samplers and the probability-flow likelihood."""
 
+from measureflow.generative.diffusion.family import DiffusionFamily, score_model
 from measureflow.generative.diffusion.likelihood import LikelihoodResult, log_likelihood
 from measureflow.generative.diffusion.losses import WEIGHTINGS, dsm_loss, log_noise_to_signal, sample_times
 from measureflow.generative.diffusion.sampling import (
@@ -15,12 +16,7 @@ from measureflow.generative.diffusion.sampling import (
 )
 from measureflow.generative.diffusion.score import GaussianMixtureScore, ScoreModel
 from measureflow.generative.diffusion.sde import OU, SDE, SDE_NAMES, VESDE, VPSDE, SubVPSDE, make_sde
-from measureflow.generative.diffusion.training import (
-    DiffusionTask,
-    LoadedDiffusion,
-    load_diffusion,
-    train_diffusion,
-)
+from measureflow.generative.diffusion.training import DiffusionTask, train_diffusion
 
 __all__ = [
     "OU",
@@ -33,13 +29,12 @@ __all__ = [
     "DiffusionTask",
     "GaussianMixtureScore",
     "LikelihoodResult",
-    "LoadedDiffusion",
+    "DiffusionFamily",
     "ReverseResult",
     "ScoreModel",
     "SubVPSDE",
     "annealed_langevin",
     "dsm_loss",
-    "load_diffusion",
     "log_likelihood",
     "log_noise_to_signal",
     "make_sde",
@@ -49,5 +44,6 @@ __all__ = [
     "reverse_sde",
     "sample",
     "sample_times",
+    "score_model",
     "train_diffusion",
 ]

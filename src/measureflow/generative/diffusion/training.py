@@ -10,7 +10,6 @@ its checkpoint alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,14 @@ from measureflow.generative.diffusion.losses import WEIGHTINGS, dsm_loss
 from measureflow.generative.diffusion.score import ScoreModel
 from measureflow.generative.diffusion.sde import SDE, make_sde
 from measureflow.generative.nets import MLPScore, UNet8
-from measureflow.generative.train import EMA, TrainHistory, TrainTask, load_checkpoint, train
+from measureflow.generative.train import EMA, TrainHistory, TrainTask, train
 
 __all__ = [
     "CHECKPOINT_KIND",
     "NET_NAMES",
     "DiffusionTask",
-    "LoadedDiffusion",
     "build_score_net",
     "default_net_config",
-    "load_diffusion",
     "train_diffusion",
 ]
 
@@ -138,28 +135,3 @@ def train_diffusion(x: Tensor, *, n_steps: int, generator: torch.Generator, sde:
                     resume=resume, progress=progress, config=config, kind=CHECKPOINT_KIND,
                     checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, description="diffusion")
     return ScoreModel(task.ema.model, sde).eval(), history
-
-
-@dataclass(frozen=True)
-class LoadedDiffusion:
-    """A trained diffusion model read back from its checkpoint: the EMA ``score``, its ``sde``,
-    the ``config`` it was trained with and the training ``step`` it reached."""
-
-    score: ScoreModel
-    sde: SDE
-    config: dict[str, Any]
-    step: int
-
-
-def load_diffusion(path: str | Path, device: torch.device | str = "cpu") -> LoadedDiffusion:
-    """Rebuild the EMA score model stored in the checkpoint ``path`` (a file or a run folder)."""
-    payload = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=device)
-    config = payload["config"]
-    try:
-        sde = make_sde(**config["sde"])
-        net = build_score_net(config["net"]).to(device)
-        net.load_state_dict(payload["ema"]["model"])
-    except (KeyError, RuntimeError, TypeError) as error:
-        raise ValueError(f"checkpoint {str(path)!r} does not hold a diffusion model this version can "
-                         f"read: {error}") from None
-    return LoadedDiffusion(ScoreModel(net, sde).to(device).eval(), sde, config, int(payload["step"]))

@@ -2,8 +2,9 @@
 chains (a replay buffer), sampled with MALA through the samplers of ``measureflow.samplers``, and
 drawn as an energy landscape."""
 
-from measureflow.generative.ebm.api import EBM_KIND, build_energy_net, load_ebm, train_ebm
+from measureflow.generative.ebm.api import EBM_KIND, build_energy_net, net_settings, train_ebm
 from measureflow.generative.ebm.buffer import INIT_DISTRIBUTIONS, BufferBatch, ReplayBuffer, langevin
+from measureflow.generative.ebm.family import EBMFamily
 from measureflow.generative.ebm.landscape import (
     EnergyGrid,
     draw_energy_landscape,
@@ -17,6 +18,7 @@ __all__ = [
     "EBM_KIND",
     "INIT_DISTRIBUTIONS",
     "BufferBatch",
+    "EBMFamily",
     "EBMTask",
     "EnergyGrid",
     "EnergyTarget",
@@ -29,7 +31,7 @@ __all__ = [
     "ebm_loss",
     "energy_on_grid",
     "langevin",
-    "load_ebm",
+    "net_settings",
     "sample_ebm",
     "train_ebm",
 ]

@@ -5,7 +5,7 @@ seen through a fixed input scale, :class:`~measureflow.generative.ebm.training.S
 the :class:`~measureflow.generative.ebm.training.EBMTask` (PCD with a replay buffer, Adam, EMA)
 and runs :func:`measureflow.generative.train.train` with ``kind="ebm"``. The checkpoint's
 ``config`` records the network under ``"net"`` and the training settings under ``"ebm"``, so
-:func:`load_ebm` rebuilds the network from the checkpoint alone.
+:meth:`measureflow.generative.TrainedModel.load` rebuilds the network from the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from measureflow._core import check_particles
 from measureflow.generative.ebm.buffer import INIT_DISTRIBUTIONS
 from measureflow.generative.ebm.training import EBMTask, ScaledEnergy
 from measureflow.generative.nets import EnergyMLP
-from measureflow.generative.train import TrainHistory, load_checkpoint, train
+from measureflow.generative.train import TrainHistory, train
 
-__all__ = ["EBM_KIND", "LR_SCHEDULES", "build_energy_net", "load_ebm", "train_ebm"]
+__all__ = ["EBM_KIND", "LR_SCHEDULES", "build_energy_net", "net_settings", "train_ebm"]
 
 EBM_KIND = "ebm"
 LR_SCHEDULES = ("cosine", "constant")
@@ -150,7 +150,9 @@ def train_ebm(
     return task.ema.model, history
 
 
-def _net_config(config: Any, where: str) -> dict[str, Any]:
+def net_settings(config: Any, where: str) -> dict[str, Any]:
+    """The energy network settings ``{dim, hidden, depth, input_scale}`` recorded in an EBM config
+    (key ``"net"``), checked; ``where`` names the checkpoint in errors."""
     settings = config.get("net") if isinstance(config, dict) else None
     if not isinstance(settings, dict):
         raise ValueError(
@@ -166,36 +168,3 @@ def _net_config(config: Any, where: str) -> dict[str, Any]:
     if min(dim, hidden, depth) < 1 or not math.isfinite(input_scale) or input_scale <= 0:
         raise ValueError(f"checkpoint {where} has invalid network settings {settings!r}")
     return {"dim": dim, "hidden": hidden, "depth": depth, "input_scale": input_scale}
-
-
-def load_ebm(
-    checkpoint_path: str | os.PathLike[str],
-    *,
-    map_location: torch.device | str = "cpu",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The EMA energy network of an EBM checkpoint (eval mode, no gradients) and its config.
-
-    ``checkpoint_path`` is a ``checkpoint.pt`` written by :func:`train_ebm` or its run folder.
-    Read with ``weights_only=True``; a missing, truncated or corrupt file, a checkpoint of another
-    kind of model, or one whose weights do not fit the recorded network is a ``ValueError``.
-    """
-    where = repr(str(checkpoint_path))
-    payload = load_checkpoint(checkpoint_path, kind=EBM_KIND, map_location=map_location)
-    config = payload["config"]
-    settings = _net_config(config, where)
-    ema_state = payload.get("ema")
-    if not isinstance(ema_state, dict) or not isinstance(ema_state.get("model"), dict):
-        raise ValueError(f"checkpoint {where} has no EMA weights ('ema' entry)")
-    net = build_energy_net(**settings)
-    weights = ema_state["model"]
-    dtypes = {value.dtype for value in weights.values() if isinstance(value, Tensor)}
-    if len(dtypes) == 1:
-        net = net.to(dtype=dtypes.pop())
-    try:
-        net.load_state_dict(weights)
-    except (RuntimeError, KeyError, TypeError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise ValueError(
-            f"checkpoint {where}: the EMA weights do not fit the recorded network ({first_line})"
-        ) from None
-    return net.to(map_location).eval().requires_grad_(False), config

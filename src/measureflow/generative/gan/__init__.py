@@ -6,16 +6,26 @@ diagnostics for Gaussian-mixture data.
 """
 
 from measureflow.generative.gan.divergences import F_DIVERGENCES, FDivergence, f_divergence, variational_bound
-from measureflow.generative.gan.losses import (
+from measureflow.generative.gan.family import GANFamily
+from measureflow.generative.gan.modes import ModeReport, mode_diagnostics
+from measureflow.generative.gan.nets import Critic, Generator, ParticleGenerator, softplus_sharpness
+from measureflow.generative.gan.objectives import (
     ADVERSARIAL_LOSSES,
+    FGAN,
+    GMMN,
     LOSS_NAMES,
+    MMDGAN,
+    OBJECTIVES,
+    WGAN,
+    WGANGP,
+    GANObjective,
+    TrainingDefaults,
     critic_loss,
     generator_loss,
     gradient_penalty,
+    make_objective,
     mmd2_loss,
 )
-from measureflow.generative.gan.modes import ModeReport, mode_diagnostics
-from measureflow.generative.gan.nets import Critic, Generator, ParticleGenerator, softplus_sharpness
 from measureflow.generative.gan.stability import (
     RandomFourierFeatures,
     Stability,
@@ -25,20 +35,19 @@ from measureflow.generative.gan.stability import (
     theory_learning_rate,
 )
 from measureflow.generative.gan.training import (
-    DEFAULTS,
     GANModel,
     GANTask,
-    LoadedGAN,
     build_generator,
     default_net_config,
-    load_gan,
     train_gan,
 )
 
 __all__ = [
-    "ADVERSARIAL_LOSSES", "DEFAULTS", "F_DIVERGENCES", "LOSS_NAMES", "Critic", "FDivergence", "GANModel",
-    "GANTask", "Generator", "LoadedGAN", "ModeReport", "ParticleGenerator", "RandomFourierFeatures",
-    "Stability", "build_generator", "critic_loss", "default_net_config", "f_divergence", "generator_loss",
-    "gradient_penalty", "load_gan", "mmd2_loss", "mode_diagnostics", "parse_stability", "rkhs_norm_squared",
-    "rkhs_penalty", "softplus_sharpness", "theory_learning_rate", "train_gan", "variational_bound",
+    "ADVERSARIAL_LOSSES", "FGAN", "F_DIVERGENCES", "GMMN", "LOSS_NAMES", "MMDGAN", "OBJECTIVES", "WGAN",
+    "WGANGP", "Critic", "FDivergence", "GANFamily", "GANModel", "GANObjective", "GANTask", "Generator",
+    "ModeReport", "ParticleGenerator", "RandomFourierFeatures", "Stability", "TrainingDefaults",
+    "build_generator", "critic_loss", "default_net_config", "f_divergence", "generator_loss",
+    "gradient_penalty", "make_objective", "mmd2_loss", "mode_diagnostics", "parse_stability",
+    "rkhs_norm_squared", "rkhs_penalty", "softplus_sharpness", "theory_learning_rate", "train_gan",
+    "variational_bound",
 ]

@@ -112,20 +112,24 @@ def parse_stability(text: str) -> Stability:
     return Stability(*values)
 
 
-def theory_learning_rate(stability: Stability) -> float:
-    """gamma_0 = 1 / (7 alpha + beta_2), the learning rate of Chu, Minami & Fukumizu's experiment.
+def theory_learning_rate(stability: Stability, n_points: int = 1) -> float:
+    """gamma_0 = 1 / (7 alpha + beta_2), the learning rate of Chu, Minami & Fukumizu's experiment,
+    times ``n_points``.
 
     It is the step of gradient descent on each generated point (their generator is N points).
     :func:`~measureflow.generative.gan.train_gan` minimizes a batch mean, whose gradient moves a
-    point by about lr / N per step, so a particle generator with lr = gamma_0 takes steps N times
-    smaller; pass ``generator_lr = N * gamma_0`` for the paper's per-point step. The constant 7
-    alpha stands for their beta_1 term; for a critic whose gradient is beta_1-Lipschitz and a
-    kernel of bandwidth s, L = beta_1 + beta_2 / s^2 per point.
+    point by about lr / N per step, so a particle generator of ``n_points`` = N points needs
+    lr = N gamma_0 for the paper's per-point step (the default N = 1 gives gamma_0 itself). The
+    constant 7 alpha stands for their beta_1 term; for a critic whose gradient is beta_1-Lipschitz
+    and a kernel of bandwidth s, L = beta_1 + beta_2 / s^2 per point. The theory is about gradient
+    descent: pair it with ``optimizer="sgd"`` (with Adam it is only a scale).
 
     >>> theory_learning_rate(Stability(1.0, 1.0, 3.0))
     0.1
     """
-    return 1.0 / (7 * stability.alpha + stability.beta2)
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
+        raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+    return n_points / (7 * stability.alpha + stability.beta2)
 
 
 class RandomFourierFeatures(nn.Module):
