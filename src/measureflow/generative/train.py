@@ -55,13 +55,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from measureflow._core import atomic_path, atomic_write_json, new_figure, progress_bar, save_figure
+from measureflow._core import (
+    atomic_path,
+    atomic_write_json,
+    check_count,
+    check_finite,
+    new_figure,
+    progress_bar,
+    save_figure,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "CHECKPOINT_VERSION",
     "EMA",
+    "Checkpointer",
+    "Recorder",
     "TrainHistory",
     "TrainTask",
     "load_checkpoint",
@@ -315,8 +325,10 @@ def _differences(saved: Any, given: Any, where: str = "") -> list[str]:
 # The loop's bookkeeping
 
 
-class _Recorder:
-    """Window sums of the metrics (tensors, on the metrics' device) and the logged averages."""
+class Recorder:
+    """The metrics of a run: window sums (tensors, on the metrics' device, read back only when a
+    window of ``log_every`` steps ends), the logged window means, and the training wall time
+    summed over sessions (:meth:`start_clock` at the start of a session, :meth:`tick` to update)."""
 
     def __init__(self) -> None:
         self.steps: list[int] = []
@@ -326,6 +338,15 @@ class _Recorder:
         self.window_start = 0
         self.keys: tuple[str, ...] | None = None
         self.wall_time = 0.0
+        self._wall_before = 0.0
+        self._session_start: float | None = None
+
+    def start_clock(self) -> None:
+        self._wall_before, self._session_start = self.wall_time, time.perf_counter()
+
+    def tick(self) -> None:
+        if self._session_start is not None:
+            self.wall_time = self._wall_before + (time.perf_counter() - self._session_start)
 
     def add(self, metrics: Any, step: int) -> None:
         if not isinstance(metrics, dict) or not metrics:
@@ -375,7 +396,7 @@ class _Recorder:
                 "keys": list(self.keys) if self.keys is not None else None, "wall_time": self.wall_time}
 
     @classmethod
-    def from_state(cls, state: Any, path: Path) -> _Recorder:
+    def from_state(cls, state: Any, path: Path) -> Recorder:
         recorder = cls()
         try:
             recorder.steps = [int(step) for step in state["steps"]]
@@ -462,15 +483,146 @@ def _data_fingerprint(data: Tensor) -> list[float]:
     return [float(wide.sum()), float(wide.square().sum())]
 
 
-def _check_count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+class Checkpointer:
+    """A run folder's checkpoint: written atomically every ``every`` steps and at the end (with
+    ``history.json`` and ``loss.png``, then ``on_checkpoint(step, folder)``), refused over an
+    existing run unless resuming or overwriting, and restored exactly on resume after checking
+    that the run is the same (kind, config, batch size, data, generator device).
+
+    ``loop_state`` is what the loop records about its own settings (batch size, data shape and
+    float64 sums); ``recorder`` is set by :meth:`restore` or by the loop.
+    """
+
+    def __init__(self, out_dir: str | Path, task: TrainTask, generator: torch.Generator, *, kind: str,
+                 config: dict[str, Any], loop_state: dict[str, Any], every: int,
+                 on_checkpoint: Callable[[int, Path], None] | None = None) -> None:
+        self.folder = Path(out_dir)
+        self.path = self.folder / CHECKPOINT_NAME
+        self.task, self.generator = task, generator
+        self.kind, self.config, self.loop_state, self.every = kind, config, loop_state, every
+        self.on_checkpoint = on_checkpoint
+        self.recorder = Recorder()
+        self.resumed_from: int | None = None
+        self.saved_step: int | None = None
+
+    def refuse_existing(self, overwrite: bool) -> None:
+        if self.path.exists() and not overwrite:
+            raise ValueError(
+                f"{str(self.folder)!r} already holds a checkpoint; pass resume=True to continue that run, "
+                "overwrite=True to replace it, or another out_dir"
+            )
+
+    def check_state(self) -> None:
+        """Refuse a task state that could not be saved now, not after the first hour of training."""
+        _check_task_state(self.task.state_dict())
+
+    def restore(self, n_steps: int) -> int:
+        """Load the task, the generator state and the history from the checkpoint; return its step."""
+        where = repr(str(self.path))
+        if not self.path.is_file():
+            raise ValueError(f"resume=True but there is no checkpoint at {where}; start without resume")
+        payload = load_checkpoint(self.path, kind=self.kind)
+        differences = _differences(payload["config"], self.config)
+        if differences:
+            shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+            raise ValueError(f"checkpoint {where} was written with another config: {shown}; resume with the "
+                             "same settings or start a new run")
+        self._check_loop(payload.get("loop", {}), where)
+        saved_step = int(payload["step"])
+        if saved_step > n_steps:
+            raise ValueError(f"checkpoint {where} is at step {saved_step}, beyond n_steps={n_steps}; "
+                             f"pass n_steps >= {saved_step}")
+        rng = payload.get("rng")
+        if not isinstance(rng, dict) or not isinstance(rng.get("generator"), Tensor):
+            raise ValueError(f"checkpoint {where} lacks the generator state")
+        if rng.get("device") != self.generator.device.type:
+            raise ValueError(f"checkpoint {where} holds the state of a {rng.get('device')} generator; pass a "
+                             f"generator on {rng.get('device')}, not {self.generator.device.type}")
+        recorder = Recorder.from_state(payload.get("history"), self.path)
+        try:
+            self.task.load_state_dict({key: value for key, value in payload.items() if key not in _LOOP_KEYS})
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ValueError(f"checkpoint {where} does not fit this task ({first_line}); resume with the "
+                             "model settings it was written with") from None
+        try:
+            self.generator.set_state(rng["generator"])
+        except (RuntimeError, TypeError, ValueError) as error:
+            detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            raise ValueError(f"checkpoint {where} holds a damaged generator state ({detail}); start a new "
+                             "run") from None
+        self.recorder, self.resumed_from, self.saved_step = recorder, saved_step, saved_step
+        return saved_step
+
+    def _check_loop(self, saved: dict[str, Any], where: str) -> None:
+        if saved.get("batch_size") != self.loop_state["batch_size"]:
+            raise ValueError(f"checkpoint {where} was trained with batch_size={saved.get('batch_size')}, not "
+                             f"{self.loop_state['batch_size']}; resume with the same batch size")
+        saved_sums = saved.get("data_sums") or [math.nan, math.nan]
+        same_data = saved.get("data_shape") == self.loop_state["data_shape"] and all(
+            math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+            for a, b in zip(saved_sums, self.loop_state["data_sums"], strict=True))
+        if not same_data:
+            raise ValueError(f"checkpoint {where} was trained on other data (shape "
+                             f"{saved.get('data_shape')}, now {self.loop_state['data_shape']}, or other "
+                             "values); resume with the same data")
+
+    def due(self, step: int, n_steps: int) -> bool:
+        return step % self.every == 0 or step == n_steps
+
+    def save(self, step: int, *, callback: bool = True) -> None:
+        """Write the checkpoint of ``step`` (the task's state after that step), its history and
+        loss figure; then call ``on_checkpoint`` (unless ``callback=False``)."""
+        if self.saved_step == step:
+            return
+        self.recorder.check_finite(step)
+        state = _check_task_state(self.task.state_dict())
+        self.recorder.tick()
+        payload = {"kind": self.kind, "config": self.config, "step": step,
+                   "rng": {"generator": self.generator.get_state(), "device": self.generator.device.type},
+                   "history": self.recorder.state(), "loop": self.loop_state, **state}
+        save_checkpoint(self.path, payload)
+        self.saved_step = step
+        history = self.recorder.result(self.resumed_from, step)
+        atomic_write_json(self.folder / HISTORY_NAME, history.to_dict())
+        _plot_losses(self.folder / LOSS_FIGURE_NAME, history)
+        if callback and self.on_checkpoint is not None:
+            self.on_checkpoint(step, self.folder)
+
+    def finish(self, history: TrainHistory) -> None:
+        """Record the session's full wall time (the last checkpoint wrote history.json before its
+        figure and callback)."""
+        atomic_write_json(self.folder / HISTORY_NAME, history.to_dict())
 
 
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
+def _batches(data: Tensor, batch_size: int | None, generator: torch.Generator) -> Iterator[Tensor]:
+    """Batches of ``batch_size`` rows drawn with replacement (indices on the generator's device,
+    moved to the data's), or the whole data set every time when ``batch_size`` is None."""
+    while True:
+        if batch_size is None:
+            yield data
+            continue
+        rows = torch.randint(data.shape[0], (batch_size,), generator=generator, device=generator.device)
+        yield data[rows if rows.device == data.device else rows.to(data.device)]
+
+
+def _check_arguments(task: Any, data: Any, generator: Any, kind: Any, on_checkpoint: Any) -> None:
+    if not isinstance(task, TrainTask):
+        raise TypeError(f"task must be a TrainTask, got {type(task).__name__}")
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be a torch tensor of shape (n, ...), got {type(data).__name__}")
+    if data.ndim < 1 or data.shape[0] < 1:
+        raise ValueError(f"data must have shape (n, ...) with n >= 1 rows, got {tuple(data.shape)}")
+    if data.is_floating_point():
+        check_finite(data, "data")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator (seeded by the caller), got {type(generator).__name__}"
+        )
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind must be a non-empty string, got {kind!r}")
+    if on_checkpoint is not None and not callable(on_checkpoint):
+        raise TypeError(f"on_checkpoint must be callable or None, got {type(on_checkpoint).__name__}")
 
 
 def train(
@@ -525,176 +677,72 @@ def train(
     >>> history.steps, round(float(task.theta[0]), 4)
     ([50, 100], 1.0)
     """
-    if not isinstance(task, TrainTask):
-        raise TypeError(f"task must be a TrainTask, got {type(task).__name__}")
-    if not isinstance(data, Tensor):
-        raise TypeError(f"data must be a torch tensor of shape (n, ...), got {type(data).__name__}")
-    if data.ndim < 1 or data.shape[0] < 1:
-        raise ValueError(f"data must have shape (n, ...) with n >= 1 rows, got {tuple(data.shape)}")
-    if data.is_floating_point() and not bool(torch.isfinite(data).all()):
-        n_bad = int((~torch.isfinite(data)).sum())
-        raise ValueError(f"data contains {n_bad} NaN or infinite value(s); all must be finite")
-    n_steps = _check_count(n_steps, "n_steps")
-    if batch_size is not None:
-        batch_size = _check_count(batch_size, "batch_size")
-    log_every = _check_count(log_every, "log_every")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator (seeded by the caller), got {type(generator).__name__}"
-        )
+    _check_arguments(task, data, generator, kind, on_checkpoint)
+    n_steps, log_every = check_count(n_steps, "n_steps"), check_count(log_every, "log_every")
+    batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
+    every = max(n_steps // 10, 1)
     if checkpoint_every is not None:
-        checkpoint_every = _check_count(checkpoint_every, "checkpoint_every")
-    every = checkpoint_every if checkpoint_every is not None else max(n_steps // 10, 1)
-    if not isinstance(kind, str) or not kind:
-        raise ValueError(f"kind must be a non-empty string, got {kind!r}")
-    if on_checkpoint is not None and not callable(on_checkpoint):
-        raise TypeError(f"on_checkpoint must be callable or None, got {type(on_checkpoint).__name__}")
+        every = check_count(checkpoint_every, "checkpoint_every")
     config = _plain_config({} if config is None else config, "")
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     if resume and overwrite:
         raise ValueError("resume=True continues the run in out_dir and overwrite=True replaces it; pass one")
-    out = Path(out_dir) if out_dir is not None else None
-    checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
-    loop_state = {"batch_size": batch_size, "data_shape": list(data.shape),
-                  "data_sums": _data_fingerprint(data)}
-
-    recorder = _Recorder()
-    start, resumed_from = 0, None
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir, the folder of the run to continue")
+    checkpointer = None
+    if out_dir is not None:
+        loop_state = {"batch_size": batch_size, "data_shape": list(data.shape),
+                      "data_sums": _data_fingerprint(data)}
+        checkpointer = Checkpointer(out_dir, task, generator, kind=kind, config=config, loop_state=loop_state,
+                                    every=every, on_checkpoint=on_checkpoint)
+    start = 0
     if resume:
-        if checkpoint_path is None:
-            raise ValueError("resume=True needs out_dir, the folder of the run to continue")
-        if not checkpoint_path.is_file():
-            raise ValueError(
-                f"resume=True but there is no checkpoint at {str(checkpoint_path)!r}; start without resume"
-            )
-        payload = load_checkpoint(checkpoint_path, kind=kind)
-        differences = _differences(payload["config"], config)
-        if differences:
-            shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-            raise ValueError(
-                f"checkpoint {str(checkpoint_path)!r} was written with another config: {shown}; resume with "
-                "the same settings or start a new run"
-            )
-        saved_loop = payload.get("loop", {})
-        if saved_loop.get("batch_size") != batch_size:
-            raise ValueError(
-                f"checkpoint {str(checkpoint_path)!r} was trained with batch_size="
-                f"{saved_loop.get('batch_size')}, not {batch_size}; resume with the same batch size"
-            )
-        saved_sums = saved_loop.get("data_sums") or [math.nan, math.nan]
-        same_data = saved_loop.get("data_shape") == loop_state["data_shape"] and all(
-            math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-            for a, b in zip(saved_sums, loop_state["data_sums"], strict=True)
-        )
-        if not same_data:
-            raise ValueError(
-                f"checkpoint {str(checkpoint_path)!r} was trained on other data (shape "
-                f"{saved_loop.get('data_shape')}, now {loop_state['data_shape']}, or other values); "
-                "resume with the same data"
-            )
-        saved_step = int(payload["step"])
-        if saved_step > n_steps:
-            raise ValueError(
-                f"checkpoint {str(checkpoint_path)!r} is at step {saved_step}, beyond n_steps={n_steps}; "
-                f"pass n_steps >= {saved_step}"
-            )
-        rng = payload.get("rng")
-        if not isinstance(rng, dict) or not isinstance(rng.get("generator"), Tensor):
-            raise ValueError(f"checkpoint {str(checkpoint_path)!r} lacks the generator state")
-        if rng.get("device") != generator.device.type:
-            raise ValueError(
-                f"checkpoint {str(checkpoint_path)!r} holds the state of a {rng.get('device')} generator; "
-                f"pass a generator on {rng.get('device')}, not {generator.device.type}"
-            )
-        recorder = _Recorder.from_state(payload.get("history"), checkpoint_path)
-        try:
-            task.load_state_dict({key: value for key, value in payload.items() if key not in _LOOP_KEYS})
-        except (KeyError, RuntimeError, TypeError, ValueError) as error:
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            raise ValueError(
-                f"checkpoint {str(checkpoint_path)!r} does not fit this task ({first_line}); "
-                "resume with the model settings it was written with"
-            ) from None
-        generator.set_state(rng["generator"])
-        start = resumed_from = saved_step
-        if saved_step == n_steps:
-            return recorder.result(resumed_from, saved_step)
-    elif checkpoint_path is not None and checkpoint_path.exists() and not overwrite:
-        raise ValueError(
-            f"{str(out)!r} already holds a checkpoint; pass resume=True to continue that run, "
-            "overwrite=True to replace it, or another out_dir"
-        )
-    if out is not None:
-        # Refuse a state that could not be saved now, not after the first hour of training.
-        _check_task_state(task.state_dict())
-
-    def write_checkpoint(step: int) -> None:
-        recorder.check_finite(step)
-        state = _check_task_state(task.state_dict())
-        recorder.wall_time = wall_before + (time.perf_counter() - session_start)
-        payload = {"kind": kind, "config": config, "step": step,
-                   "rng": {"generator": generator.get_state(), "device": generator.device.type},
-                   "history": recorder.state(), "loop": loop_state, **state}
-        save_checkpoint(checkpoint_path, payload)
-        history = recorder.result(resumed_from, step)
-        atomic_write_json(out / HISTORY_NAME, history.to_dict())
-        _plot_losses(out / LOSS_FIGURE_NAME, history)
-
-    n_rows = data.shape[0]
-    index_device = generator.device
-    chunk = max(1, min(log_every, 25))
-    wall_before, session_start = recorder.wall_time, time.perf_counter()
-    completed = saved = start
-    consistent = True
+        start = checkpointer.restore(n_steps)
+        if start == n_steps:
+            return checkpointer.recorder.result(start, start)
+    elif checkpointer is not None:
+        checkpointer.refuse_existing(overwrite)
+    if checkpointer is not None:
+        checkpointer.check_state()
+    recorder = checkpointer.recorder if checkpointer is not None else Recorder()
+    recorder.start_clock()
+    batches = _batches(data, batch_size, generator)
+    completed, in_step = start, False
     bar = progress_bar(n_steps, description, enabled=progress)
     bar.update(start)
-    pending = 0
+    bar_every, bar_pending = max(1, min(log_every, 25), 0), 0
     try:
-        with _DeferredSignals() if out is not None else _nothing() as signals:
+        with _DeferredSignals() if checkpointer is not None else contextlib.nullcontext() as signals:
             for step in range(start, n_steps):
-                consistent = False
-                if batch_size is None:
-                    batch = data
-                else:
-                    rows = torch.randint(n_rows, (batch_size,), generator=generator, device=index_device)
-                    if rows.device != data.device:
-                        rows = rows.to(data.device)
-                    batch = data[rows]
-                recorder.add(task.step(batch, generator), step + 1)
+                in_step = True
+                recorder.add(task.step(next(batches), generator), step + 1)
                 completed = step + 1
                 if completed % log_every == 0 or completed == n_steps:
                     means = recorder.flush(completed)
                     bar.set_postfix({key: f"{value:.4g}" for key, value in means.items()}, refresh=False)
-                if out is not None and (completed % every == 0 or completed == n_steps):
-                    write_checkpoint(completed)
-                    saved = completed
-                    if on_checkpoint is not None:
-                        on_checkpoint(completed, out)
-                pending += 1
-                if pending >= chunk:
-                    bar.update(pending)
-                    pending = 0
-                consistent = True
+                if checkpointer is not None and checkpointer.due(completed, n_steps):
+                    checkpointer.save(completed)
+                bar_pending += 1
+                if bar_pending >= bar_every:
+                    bar.update(bar_pending)
+                    bar_pending = 0
+                in_step = False
                 if signals is not None and signals.received is not None:
-                    if saved != completed:
-                        write_checkpoint(completed)
-                        saved = completed
+                    checkpointer.save(completed, callback=False)
                     signals.deliver()
     except KeyboardInterrupt:
         # Only between steps is the task's state that of a completed step; mid-step we keep the
         # last periodic checkpoint rather than save a half-updated model.
-        if out is not None and consistent and saved != completed:
-            write_checkpoint(completed)
+        if checkpointer is not None and not in_step:
+            checkpointer.save(completed, callback=False)
         raise
     finally:
         bar.close()
-    recorder.wall_time = wall_before + (time.perf_counter() - session_start)
-    history = recorder.result(resumed_from, completed)
-    if out is not None:
-        # The final checkpoint wrote history.json before its figure and callback; record the
-        # session's full wall time.
-        atomic_write_json(out / HISTORY_NAME, history.to_dict())
+    recorder.tick()
+    history = recorder.result(start if resume else None, completed)
+    if checkpointer is not None:
+        checkpointer.finish(history)
     return history
 
 

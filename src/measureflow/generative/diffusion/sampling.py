@@ -35,6 +35,7 @@ __all__ = [
     "noise_levels",
     "predictor_corrector",
     "probability_flow",
+    "reverse_drift",
     "reverse_process",
     "reverse_sde",
     "sample",
@@ -136,7 +137,7 @@ def reverse_sde(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 500, *,  # n
             t, h = times[i], times[i] - times[i + 1]
             t_batch = t.expand(x.shape[0])
             g = sde.diffusion(t)
-            x = x - h * (sde.drift(x, t_batch) - g**2 * score(x, t_batch))
+            x = x - h * reverse_drift(score, sde, x, t_batch)
             if not (denoise and i == n_steps - 1):
                 x = x + g * torch.sqrt(h) * torch.randn(x.shape, generator=generator, dtype=x.dtype,
                                                         device=x.device)
@@ -146,13 +147,19 @@ def reverse_sde(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 500, *,  # n
     return recorder.result(x, n_steps)
 
 
+def reverse_drift(score: Score, sde: SDE, x: Tensor, t: Tensor, weight: float = 1.0) -> Tensor:
+    r"""f(x, t) - w g(t)^2 s(x, t) at times ``t`` ``(n,)``: with w = 1 the drift of the reverse-time
+    SDE (Anderson 1982) run backward, dx = [f - g^2 s] dt + g dw-bar; with w = 1/2 the
+    probability-flow velocity, whose ODE has the same marginals p_t (Song et al. 2021)."""
+    g = broadcast_time(sde.diffusion(t), x)
+    return sde.drift(x, t) - weight * g**2 * score(x, t)
+
+
 def _flow_velocity(score: Score, sde: SDE) -> Callable[[Tensor, Tensor], Tensor]:
     """v(x, t) = f(t) x - (1/2) g(t)^2 s(x, t), the probability-flow field."""
 
     def velocity(x: Tensor, t: Tensor) -> Tensor:
-        t_batch = t.expand(x.shape[0])
-        g = broadcast_time(sde.diffusion(t_batch), x)
-        return sde.drift(x, t_batch) - 0.5 * g**2 * score(x, t_batch)
+        return reverse_drift(score, sde, x, t.expand(x.shape[0]), weight=0.5)
 
     return velocity
 
@@ -282,7 +289,7 @@ def predictor_corrector(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 500,
                 step = 2 * ratio * (snr * noise_norm / gradient_norm.clamp_min(1e-30)) ** 2
                 x = x + step * gradient + torch.sqrt(2 * step) * z
             g = sde.diffusion(t)
-            x = x - h * (sde.drift(x, t_batch) - g**2 * score(x, t_batch))
+            x = x - h * reverse_drift(score, sde, x, t_batch)
             if not (denoise and i == n_steps - 1):
                 x = x + g * torch.sqrt(h) * noise()
             recorder(i + 1, float(times[i + 1]), x, last=i == n_steps - 1)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from measureflow._core import seeded_build
 from measureflow.generative.diffusion.losses import WEIGHTINGS, dsm_loss
 from measureflow.generative.diffusion.score import ScoreModel
 from measureflow.generative.diffusion.sde import SDE, make_sde
@@ -125,10 +126,7 @@ def train_diffusion(x: Tensor, *, n_steps: int, generator: torch.Generator, sde:
     config = {"sde": sde.config(), "net": net_config, "n_steps": int(n_steps), "batch_size": int(batch_size),
               "learning_rate": float(learning_rate), "weighting": weighting, "ema_decay": float(ema_decay),
               "grad_clip": float(grad_clip), **(extra_config or {})}
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)  # the CPU only: CUDA RNGs are not forked
-        model = build_score_net(net_config).to(x.device)
+    model = seeded_build(lambda: build_score_net(net_config), generator).to(x.device)
     task = DiffusionTask(model, sde, n_steps=n_steps, learning_rate=learning_rate, weighting=weighting,
                          ema_decay=ema_decay, grad_clip=grad_clip)
     history = train(task, x, n_steps=n_steps, batch_size=batch_size, generator=generator, out_dir=out_dir,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from measureflow._core import check_particles
+from measureflow._core import check_particles, seeded_build
 from measureflow.generative.ebm.buffer import INIT_DISTRIBUTIONS
 from measureflow.generative.ebm.training import EBMTask, ScaledEnergy
 from measureflow.generative.nets import EnergyMLP
@@ -133,10 +133,7 @@ def train_ebm(
         # The cosine schedule spans the whole run, so it fixes n_steps (a resume must keep it).
         "lr_decay_steps": int(n_steps) if lr_schedule == "cosine" else None,
     }
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)  # the CPU only: CUDA RNGs are not forked
-        net = build_energy_net(**{key: value for key, value in net_config.items() if key != "dim"}, dim=dim)
+    net = seeded_build(lambda: build_energy_net(**net_config), generator)
     net = net.to(device=x.device, dtype=x.dtype)
     task_settings = {key: value for key, value in ebm_config.items()
                      if key not in ("batch_size", "lr_schedule")}
