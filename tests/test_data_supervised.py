@@ -160,7 +160,7 @@ def test_parity_of_a_bias_free_network_on_the_circle(activation):
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="unknown supervised data set 'spirals'; choose one of circle"):
         draw("spirals")
-    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+    with pytest.raises(ValueError, match="n must be a positive integer"):
         draw("sine", 0)
     with pytest.raises(ValueError, match="noise must be finite and >= 0"):
         draw("sine", noise=-0.1)

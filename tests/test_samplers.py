@@ -363,3 +363,47 @@ def test_compiled_chain_with_noise_drawn_ahead_on_a_helper_thread():
     compiled = mf.sample(target, "ula", generator=generators[1], compile=True, **kwargs)
     torch.testing.assert_close(compiled.samples, eager.samples, rtol=1e-9, atol=1e-9)
     assert torch.equal(generators[0].get_state(), generators[1].get_state())
+
+
+def test_divergence_is_a_divergence_error_and_a_value_error():
+    # h * curvature = 10 * 100 > 2: ULA on L = 50 |x|^2 multiplies |x| by |1 - 100 h| = 999 per step.
+    target = mf.targets.from_energy(lambda x: 50 * x.square().sum(1), 2)
+    with pytest.raises(mf.samplers.DivergenceError, match=r"NaN/inf by step \d+ with step_size=10") as caught:
+        mf.sample(target, "ula", n_chains=4, n_steps=200, burn_in=0, step_size=10.0, progress=False)
+    assert isinstance(caught.value, ValueError)
+
+
+# Per chain, for burn_in + n_steps = 15 steps on a finite sum of N = 30 terms with minibatches of
+# b = 5: (gradient evaluations, per-datum gradients), init included. MALA and annealed Langevin
+# cache the gradient at the start (one more full gradient); pSGLD starts V from one minibatch.
+STEPS, TERMS, BATCH = 15, 30, 5
+EXPECTED_COUNTS = {
+    "ula": (STEPS, STEPS * TERMS),
+    "mala": (STEPS + 1, (STEPS + 1) * TERMS),
+    "annealed": (STEPS + 1, (STEPS + 1) * TERMS),
+    "sgld": (STEPS, STEPS * BATCH),
+    "sghmc": (STEPS, STEPS * BATCH),
+    "psgld": (STEPS + 1, (STEPS + 1) * BATCH),
+    "infinite-langevin": (STEPS, STEPS * BATCH),
+}
+
+
+@pytest.mark.parametrize("name", sorted(mf.samplers.SAMPLERS))
+def test_gradient_counts_are_what_the_kernels_evaluate(name):
+    features = torch.randn(TERMS, 2, generator=torch.Generator().manual_seed(9), dtype=F64)
+    target = mf.targets.LogisticRegression(features, (features[:, 0] > 0).to(F64))
+    options = {} if name in ("ula", "mala", "annealed") else {"batch_size": BATCH}
+    result = mf.sample(target, name, n_chains=4, n_steps=10, burn_in=STEPS - 10, step_size=1e-3,
+                       progress=False, **options)
+    if name == "sgld-cv":
+        # The mode search's gradients and the one at the mode, then one control-variate estimate
+        # per step from two minibatch gradients on the same b terms.
+        setup = result.final_state.mode_evaluations + 1
+        expected = (setup + STEPS, setup * TERMS + STEPS * 2 * BATCH)
+    else:
+        expected = EXPECTED_COUNTS[name]
+    assert (result.n_grad_evals, result.n_data_grads) == expected
+    # Off a finite sum there are no per-datum gradients to report.
+    plain = mf.sample(mf.targets.DoubleWell(), name, n_chains=2, n_steps=3, burn_in=0, step_size=1e-3,
+                      progress=False, **({"batch_size": BATCH} if options else {}))
+    assert plain.n_data_grads is None

@@ -523,7 +523,7 @@ def test_bad_inputs_raise():
             method(objective.grad, torch.tensor([0.5, 0.5, 0.5], dtype=F64), 3)
         with pytest.raises(ValueError, match="NaN or infinite"):
             method(objective.grad, torch.tensor([math.nan, 0.5, 0.5], dtype=F64), 3)
-        with pytest.raises(ValueError, match="n_steps must be >= 1"):
+        with pytest.raises(ValueError, match="n_steps must be a positive integer"):
             method(objective.grad, good, 0)
         with pytest.raises(TypeError, match="n_steps must be an integer"):
             method(objective.grad, good, 2.0)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from measureflow._core import check_count
+
 __all__ = ["DATA_SUFFIXES", "load_array"]
 
 DATA_SUFFIXES = (".csv", ".npy")
@@ -125,8 +127,7 @@ def load_array(path: str | os.PathLike[str], *, min_rows: int = 2, dim: int | No
     tensor([[ 0.5000,  1.0000],
             [-2.0000,  0.3000]])
     """
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
-        raise ValueError(f"min_rows must be a positive integer, got {min_rows!r}")
+    min_rows = check_count(min_rows, "min_rows")
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
         raise ValueError(f"dim must be None or a positive integer, got {dim!r}")
     if not isinstance(path, (str, os.PathLike)):

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from measureflow._core import check_count
 from measureflow.data.files import load_array
 
 __all__ = [
@@ -279,12 +280,6 @@ def _distinct(y: Tensor, shown: int = 5) -> str:
     return "{" + text + (", ..." if len(values) > shown else "") + "}"
 
 
-def _check_count(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def supervised_dataset(name: str, n: int, generator: torch.Generator | None = None, *,
                        noise: float | None = None, dtype: torch.dtype = torch.float32,
                        device: torch.device | str | None = None) -> SupervisedData:
@@ -305,7 +300,7 @@ def supervised_dataset(name: str, n: int, generator: torch.Generator | None = No
     """
     if not isinstance(name, str) or name not in SUPERVISED_SETS:
         raise ValueError(f"unknown supervised data set {name!r}; choose one of {', '.join(SUPERVISED_NAMES)}")
-    n = _check_count(n, "n")
+    n = check_count(n, "n")
     level = DEFAULT_NOISE if noise is None else float(noise)
     if not math.isfinite(level) or level < 0:
         raise ValueError(f"noise must be finite and >= 0, got {noise!r}")
@@ -346,7 +341,7 @@ def load_supervised(path: str | os.PathLike[str], task: str = "regression", *, n
         raise ValueError(f"data file {os.fspath(path)!r} has {values.shape[1]} column; it needs the inputs x "
                          "and, in the last column, the labels y")
     if n is not None:
-        n = _check_count(n, "n")
+        n = check_count(n, "n")
         if n > values.shape[0]:
             raise ValueError(f"n = {n} rows asked of data file {os.fspath(path)!r}, which has "
                              f"{values.shape[0]}")

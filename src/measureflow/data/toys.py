@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from measureflow._core import check_count
+
 __all__ = [
     "MIXTURE_NAMES",
     "MODE_STD",
@@ -125,7 +127,7 @@ class MixtureSpec:
         """``n`` i.i.d. draws ``(n, d)`` float64 on the generator's device (or this spec's device
         when ``generator`` is None): a component k ~ weights, then mu_k + L_k z with
         L_k L_k^T = Sigma_k and z ~ N(0, I)."""
-        n = _check_n(n)
+        n = check_count(n, "n")
         device = generator.device if generator is not None else self.means.device
         spec = self.to(device)
         components = torch.multinomial(spec.weights, n, replacement=True, generator=generator)
@@ -137,12 +139,6 @@ class MixtureSpec:
         """JSON-safe lists of the parameters."""
         return {"name": self.name, "means": self.means.tolist(), "covs": self.covs.tolist(),
                 "weights": self.weights.tolist()}
-
-
-def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer (the number of points), got {n!r}")
-    return int(n)
 
 
 def _check_name(name: Any, allowed: tuple[str, ...], what: str) -> str:
@@ -198,7 +194,7 @@ def toy_2d(
     ((1000, 2), torch.float32, True)
     """
     _check_name(name, TOY_NAMES, "toy data set")
-    n = _check_n(n)
+    n = check_count(n, "n")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
     draw_device = generator.device if generator is not None else torch.device(device)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from measureflow._core import new_figure
+from measureflow._core import check_count, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -64,8 +64,7 @@ def flow_figure(result: FlowResult, target: Target | None = None, beta: float = 
     >>> len(flow_figure(result).axes)
     4
     """
-    if isinstance(n_panels, bool) or not isinstance(n_panels, int) or n_panels < 1:
-        raise ValueError(f"n_panels must be a positive integer, got {n_panels!r}")
+    n_panels = check_count(n_panels, "n_panels")
     snapshots = result.snapshots.detach().double().cpu().numpy()
     times = result.times.detach().double().cpu().numpy()
     count = min(n_panels, snapshots.shape[0])

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import check_particles, check_positive
+from measureflow._core import check_count, check_particles, check_positive
 from measureflow.metrics.divergences import _scott_silverman_bandwidth, knn_entropy
 from measureflow.metrics.kernels import (
     DEFAULT_BLOCK,
@@ -101,12 +101,6 @@ ENTROPY_METHODS = ("noise", "blob")
 def _particles(x: Any) -> Tensor:
     """``x`` as a finite ``(n, d)`` float tensor (integers become the default float dtype)."""
     return check_particles(x, "x")
-
-
-def _check_block_size(block_size: Any) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    return block_size
 
 
 def _check_beta(beta: Any) -> float:
@@ -477,7 +471,7 @@ class Interaction(Functional):
 
     def __post_init__(self) -> None:
         _kernel_parts(self.W, self.grad)
-        _check_block_size(self.block_size)
+        check_count(self.block_size, "block_size")
 
     @classmethod
     def quadratic(cls, block_size: int = 512) -> Interaction:
@@ -656,7 +650,7 @@ class Entropy(Functional):
         object.__setattr__(self, "bandwidth", _check_bandwidth(self.bandwidth))
         if self.bandwidth is not None and self.method == "noise":
             raise ValueError("bandwidth applies to method='blob' only")
-        _check_block_size(self.block_size)
+        check_count(self.block_size, "block_size")
 
     def value(self, x: Tensor) -> Tensor:
         x = _particles(x)
@@ -789,7 +783,7 @@ class SVGD(Functional):
         if isinstance(self.bandwidth, str) and self.bandwidth != "median":
             raise ValueError(f"bandwidth must be 'median' or a positive number, got {self.bandwidth!r}")
         object.__setattr__(self, "bandwidth", _check_bandwidth(self.bandwidth, "median"))
-        _check_block_size(self.block_size)
+        check_count(self.block_size, "block_size")
 
     def kernel_bandwidth(self, x: Tensor) -> float:
         """h for the particles ``x``: the given number, or med / sqrt(2 log n)."""
@@ -873,7 +867,7 @@ class MMD(Functional):
             bandwidth = median_bandwidth(y)
         if not callable(self.noise_level):
             check_positive(self.noise_level, "noise_level", allow_zero=True)
-        _check_block_size(self.block_size)
+        check_count(self.block_size, "block_size")
         object.__setattr__(self, "_y", y)
         object.__setattr__(self, "_h", float(bandwidth))
 

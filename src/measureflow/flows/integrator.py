@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_positive, progress_bar
+from measureflow._core import as_tensor, check_count, check_positive, progress_bar
 from measureflow.flows.functionals import Functional
 
 __all__ = ["FlowResult", "run"]
@@ -60,12 +60,11 @@ class FlowResult:
         }
 
 
-def _count(value: Any, name: str, minimum: int) -> int:
+def _count(value: Any, name: str) -> int:
+    # A value of the wrong type stays a TypeError, as it always was here; the range check is shared.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    return check_count(value, name)
 
 
 def run(
@@ -111,10 +110,10 @@ def run(
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"x0 contains {int((~torch.isfinite(x)).sum())} NaN or infinite value(s)")
     step_size = check_positive(step_size, "step_size")
-    n_steps = _count(n_steps, "n_steps", 1)
+    n_steps = _count(n_steps, "n_steps")
     n = x.shape[0]
-    record_every = max(1, n_steps // 100) if record_every is None else _count(record_every, "record_every", 1)
-    n_keep = min(n, 1000) if n_keep is None else min(_count(n_keep, "n_keep", 1), n)
+    record_every = max(1, n_steps // 100) if record_every is None else _count(record_every, "record_every")
+    n_keep = min(n, 1000) if n_keep is None else min(_count(n_keep, "n_keep"), n)
     temperature = float(functional.temperature)
     if not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"the functional's temperature must be finite and >= 0, got {temperature}")

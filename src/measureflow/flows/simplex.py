@@ -57,7 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core.validate import as_tensor, check_finite, check_positive
+from measureflow._core.validate import as_tensor, check_count, check_finite, check_positive
 
 __all__ = [
     "EntropicLinear",
@@ -775,11 +775,10 @@ def _check_start(p0: Any, name: str = "p0") -> Tensor:
 
 
 def _check_n_steps(n_steps: Any) -> int:
+    # A value of the wrong type stays a TypeError, as it always was here; the range check is shared.
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral):
         raise TypeError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    return int(n_steps)
+    return check_count(n_steps, "n_steps")
 
 
 def _check_callable(function: Any, name: str) -> Callable[[Tensor], Tensor]:

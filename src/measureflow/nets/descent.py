@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite, check_positive
+from measureflow._core import as_tensor, check_count, check_finite, check_positive
 from measureflow.nets.activations import Activation
 from measureflow.nets.activations import activation as resolve_activation
 from measureflow.nets.losses import Loss, loss_function
@@ -54,8 +54,7 @@ def batched_init(n_networks: int, width: int, dim: int, *, generator: torch.Gene
     """B independent initializations as in :class:`~measureflow.nets.TwoLayer`: a_bj uniform on
     {+1, -1}, w_bj ~ N(0, I): ``(B, M)`` and ``(B, M, d)``."""
     for value, name in ((n_networks, "n_networks"), (width, "width"), (dim, "dim")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_count(value, name)
     device = device if device is not None else (generator.device if generator is not None else "cpu")
     signs = torch.randint(0, 2, (n_networks, width), generator=generator, device=device)
     weights = torch.randn(n_networks, width, dim, generator=generator, device=device, dtype=dtype)
@@ -105,8 +104,7 @@ def batched_gradient_descent(a: Any, w: Any, x: Any, y: Any, *, scale: Any, lr: 
                          "(one per network)")
     scales = scales.expand(a.shape[0])[:, None]  # (B, 1)
     lr = check_positive(lr, "lr")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
-        raise ValueError(f"n_steps must be a nonnegative integer, got {n_steps!r}")
+    n_steps = check_count(n_steps, "n_steps", minimum=0)
     sigma = resolve_activation(activation)
     objective = loss_function(loss)
     record_every = record_every or max(1, n_steps // 100)
@@ -175,10 +173,8 @@ def gradient_descent(model: TwoLayer, x: Any, y: Any, lr: float, n_steps: int, *
         raise ValueError(f"x must be (n, {model.dim}) and y (n,); got {tuple(inputs.shape)} and "
                          f"{tuple(targets.shape)}")
     lr = check_positive(lr, "lr")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
-        raise ValueError(f"n_steps must be a nonnegative integer, got {n_steps!r}")
-    if isinstance(kernel_every, bool) or not isinstance(kernel_every, int) or kernel_every < 1:
-        raise ValueError(f"kernel_every must be a positive integer, got {kernel_every!r}")
+    n_steps = check_count(n_steps, "n_steps", minimum=0)
+    kernel_every = check_count(kernel_every, "kernel_every")
     reference_kernel = None
     if kernel is not None:
         reference_kernel = check_finite(as_tensor(kernel, "kernel"), "kernel").to(reference)

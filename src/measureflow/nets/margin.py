@@ -53,7 +53,7 @@ import torch
 from scipy.optimize import linprog, nnls
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_positive
+from measureflow._core import as_tensor, check_count, check_positive
 from measureflow.nets.activations import ReLU, activation
 from measureflow.nets.two_layer import TwoLayer
 
@@ -84,8 +84,7 @@ def circle_directions(n_directions: int, offset: float = 0.0, *, dtype: torch.dt
     >>> circle_directions(4).round(decimals=6).tolist()
     [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-0.0, -1.0]]
     """
-    if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}")
+    n_directions = check_count(n_directions, "n_directions")
     angles = offset + 2 * math.pi * torch.arange(n_directions, dtype=dtype, device=device) / n_directions
     return torch.stack([angles.cos(), angles.sin()], 1)
 
@@ -478,8 +477,7 @@ def train_margin(model: TwoLayer, x: Any, y: Any, *, lr: float, n_steps: int, no
     lr = check_positive(lr, "lr")
     if decay_steps is not None:
         check_positive(decay_steps, "decay_steps")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    n_steps = check_count(n_steps, "n_steps")
     record_every = record_every or max(1, n_steps // 100)
     inputs, labels = _data(x, y)
     inputs = inputs.to(dtype=model.w.dtype, device=model.w.device)

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import check_particles, check_positive
+from measureflow._core import check_count, check_particles, check_positive
 from measureflow.flows import Entropy, Functional, Potential, Sum
 from measureflow.metrics.divergences import knn_entropy
 from measureflow.nets.mean_field import MeanFieldRisk
@@ -115,9 +115,7 @@ class ReplicatedMeanFieldRisk(Functional):
     single: MeanFieldRisk = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        count = self.n_replicas
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"n_replicas must be a positive integer, got {count!r}")
+        object.__setattr__(self, "n_replicas", check_count(self.n_replicas, "n_replicas"))
         single = MeanFieldRisk(self.x, self.y, activation=self.activation, loss=self.loss)
         object.__setattr__(self, "single", single)
         object.__setattr__(self, "x", single.x)
@@ -206,8 +204,7 @@ def mean_field_langevin(x: Any, y: Any, *, activation: Any = "tanh", loss: Any =
     """
     decay = WeightDecay(weight_decay)
     beta = _check_beta(beta)
-    if isinstance(n_replicas, bool) or not isinstance(n_replicas, int) or n_replicas < 1:
-        raise ValueError(f"n_replicas must be a positive integer, got {n_replicas!r}")
+    n_replicas = check_count(n_replicas, "n_replicas")
     risk = (MeanFieldRisk(x, y, activation=activation, loss=loss) if n_replicas == 1 else
             ReplicatedMeanFieldRisk(x, y, n_replicas, activation=activation, loss=loss))
     terms: list[Functional] = [risk]

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite
+from measureflow._core import as_tensor, check_count, check_finite
 from measureflow.nets.activations import Activation
 from measureflow.nets.ntk import analytic_ntk
 from measureflow.nets.two_layer import LAYERS, TwoLayer
@@ -68,12 +68,6 @@ def _offset(offset: Any) -> float:
         raise TypeError(f"offset must be a real number, got {offset!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"offset must be finite, got {offset!r}")
-    return value
-
-
-def _count(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -116,7 +110,7 @@ def fourier_features(angles: Any, n_frequencies: int) -> Tensor:
     >>> torch.testing.assert_close(phi.T @ phi / 8, torch.eye(5, dtype=torch.float64))
     """
     t = _angles(angles)
-    k_max = _count(n_frequencies, "n_frequencies")
+    k_max = check_count(n_frequencies, "n_frequencies")
     columns = [torch.ones_like(t)]
     for k in range(1, k_max):
         columns += [math.sqrt(2) * torch.cos(k * t), math.sqrt(2) * torch.sin(k * t)]
@@ -157,8 +151,8 @@ def circle_spectrum(n_frequencies: int, activation: str | Activation = "relu", *
     >>> mu[3].abs() < 1e-7  # odd frequencies >= 3 vanish on the plain circle
     tensor(True)
     """
-    k_max = _count(n_frequencies, "n_frequencies")
-    n = _count(n_points, "n_points", minimum=2)
+    k_max = check_count(n_frequencies, "n_frequencies")
+    n = check_count(n_points, "n_points", minimum=2)
     if n < 2 * (k_max - 1):
         raise ValueError(f"n_points must be at least 2 (n_frequencies - 1) = {2 * (k_max - 1)}, got {n}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -184,7 +178,7 @@ def relu_circle_spectrum(n_frequencies: int, *, dtype: torch.dtype = torch.float
     >>> relu_circle_spectrum(3) * math.pi**2
     tensor([3.0000, 2.4674, 0.7778], dtype=torch.float64)
     """
-    k_max = _count(n_frequencies, "n_frequencies")
+    k_max = check_count(n_frequencies, "n_frequencies")
     values = []
     for k in range(k_max):
         if k == 0:

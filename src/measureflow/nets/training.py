@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from measureflow._core import as_tensor, check_finite, check_positive, make_generator
+from measureflow._core import as_tensor, check_count, check_finite, check_positive, make_generator
 from measureflow.generative.train import TrainHistory, TrainTask
 from measureflow.generative.train import train as train_loop
 from measureflow.nets.langevin import LangevinSGD
@@ -292,8 +292,7 @@ def train(model: nn.Module, x: Any, y: Any, *, loss: str | Loss = "mse", optimiz
     monitor = Monitor() if monitor is None else monitor
     if not isinstance(monitor, Monitor):
         raise TypeError(f"monitor must be a measureflow.nets.Monitor, got {type(monitor).__name__}")
-    if isinstance(monitor.every, bool) or not isinstance(monitor.every, int) or monitor.every < 1:
-        raise ValueError(f"Monitor.every must be a positive integer, got {monitor.every!r}")
+    check_count(monitor.every, "Monitor.every")
     reference = next(model.parameters(), None)
     if reference is None:
         raise ValueError("the model has no parameters")

@@ -13,12 +13,12 @@ neurons (a_j, w_j), which move by O(1): training is a Wasserstein gradient flow 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from measureflow._core import check_count
 from measureflow.nets.activations import Activation, SmoothReLU, activation
 
 __all__ = ["LAYERS", "SCALINGS", "TwoLayer", "symmetrize"]
@@ -39,12 +39,6 @@ def _layers(train: Any) -> tuple[str, ...]:
         raise ValueError(f"train must name distinct layers among {LAYERS} ('a' outer, 'w' inner), "
                          f"got {train!r}")
     return tuple(layer for layer in LAYERS if layer in layers)
-
-
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 class TwoLayer(nn.Module):
@@ -69,8 +63,8 @@ class TwoLayer(nn.Module):
                  train: Any = LAYERS, *, generator: torch.Generator | None = None,
                  dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> None:
         super().__init__()
-        self.dim = _count(dim, "dim")
-        self.width = _count(width, "width")
+        self.dim = check_count(dim, "dim")
+        self.width = check_count(width, "width")
         self.activation = _activation(activation)  # the argument shadows the module function
         if scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 
 __all__ = ["MarkovChainLaw1D", "chain_transition_matrix_1d", "stationary_law_1d"]
 
@@ -65,8 +65,7 @@ def _grid(lo: float, hi: float, n_cells: int, device: str | torch.device) -> tup
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if not hi > lo:
         raise ValueError(f"hi must exceed lo, got lo = {lo!r}, hi = {hi!r}")
-    if isinstance(n_cells, bool) or not isinstance(n_cells, int) or n_cells < 2:
-        raise ValueError(f"n_cells must be an integer >= 2, got {n_cells!r}")
+    n_cells = check_count(n_cells, "n_cells", minimum=2)
     dx = (hi - lo) / n_cells
     edges = torch.linspace(lo, hi, n_cells + 1, dtype=_DTYPE, device=device)
     return edges, (edges[:-1] + edges[1:]) / 2, dx

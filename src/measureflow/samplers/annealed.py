@@ -10,8 +10,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
-from measureflow.samplers.base import SamplerParams, noise_like
+from measureflow._core import check_count, check_positive
+from measureflow.samplers.base import GradientCount, SamplerParams, full_gradient_cost, noise_like
 from measureflow.targets import Target
 
 __all__ = ["SCHEDULES", "AnnealedParams", "AnnealedState", "beta_at", "init", "step"]
@@ -34,8 +34,8 @@ class AnnealedParams(SamplerParams):
         object.__setattr__(self, "beta_start", check_positive(self.beta_start, "beta_start"))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.horizon is not None and int(self.horizon) < 1:
-            raise ValueError(f"horizon must be a positive number of steps, got {self.horizon}")
+        if self.horizon is not None:
+            object.__setattr__(self, "horizon", check_count(self.horizon, "horizon (a number of steps)"))
 
 
 class AnnealedState(NamedTuple):
@@ -45,10 +45,13 @@ class AnnealedState(NamedTuple):
     best_position: Tensor  # (n_chains, d), lowest-energy point visited by each chain
     best_energy: Tensor  # (n_chains,)
     step: int
+    init_cost: GradientCount  # the gradient at the starting point
 
 
 class AnnealedInfo(NamedTuple):
-    beta: float
+    beta: float  # beta_t, the inverse temperature of this step's noise
+    n_grad: int  # gradient evaluations per chain in this step: one, at the new point
+    n_data_grad: float  # their per-datum cost: N on a finite-sum target
 
 
 def beta_at(params: AnnealedParams, t: int) -> float:
@@ -72,7 +75,8 @@ def init(
     position: Tensor, target: Target, params: AnnealedParams, *, generator: torch.Generator | None = None
 ) -> AnnealedState:
     energy, gradient = target.energy_and_grad(position)
-    return AnnealedState(position, energy, gradient, position.clone(), energy.clone(), 0)
+    cost = GradientCount(1, full_gradient_cost(target))
+    return AnnealedState(position, energy, gradient, position.clone(), energy.clone(), 0, cost)
 
 
 def step(
@@ -90,8 +94,9 @@ def step(
     better = energy < state.best_energy
     best_position = torch.where(better[:, None], position, state.best_position)
     best_energy = torch.where(better, energy, state.best_energy)
-    new_state = AnnealedState(position, energy, gradient, best_position, best_energy, state.step + 1)
-    return new_state, AnnealedInfo(beta)
+    new_state = AnnealedState(position, energy, gradient, best_position, best_energy, state.step + 1,
+                              state.init_cost)
+    return new_state, AnnealedInfo(beta, 1, full_gradient_cost(target))
 
 
 def configure(params: AnnealedParams, n_total_steps: int) -> AnnealedParams:

@@ -13,46 +13,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 from measureflow.metrics.stein import ksd_squared
-from measureflow.samplers.base import SamplerParams, SamplerSpec
+from measureflow.samplers.base import DivergenceError, SamplerParams, SamplerSpec, StepSizeSearch
+from measureflow.samplers.driver import run
 from measureflow.targets import Target
 
 __all__ = ["DEFAULT_STEP_SIZE_GRID", "StepSizeSearch", "search_step_size"]
 
 #: Nine step sizes, a factor sqrt(10) apart, from 1e-4 to 1.
 DEFAULT_STEP_SIZE_GRID: tuple[float, ...] = tuple(10 ** (k / 2) for k in range(-8, 1))
-
-
-@dataclass(frozen=True)
-class StepSizeSearch:
-    """The grid of step sizes tried, each pilot's KSD^2 (inf where it diverged), the choice.
-
-    ``ksd_squared`` holds unbiased (U-statistic) estimates: near zero they can be negative.
-    """
-
-    grid: tuple[float, ...]
-    ksd_squared: tuple[float, ...]
-    step_size: float
-    n_pilot_chains: int
-    n_pilot_steps: int
-    n_grad_evals: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "grid": list(self.grid),
-            "ksd_squared": [value if math.isfinite(value) else None for value in self.ksd_squared],
-            "step_size": self.step_size,
-            "n_pilot_chains": self.n_pilot_chains,
-            "n_pilot_steps": self.n_pilot_steps,
-            "n_grad_evals": self.n_grad_evals,
-        }
 
 
 def search_step_size(
@@ -72,14 +46,10 @@ def search_step_size(
     which drowns the differences between good step sizes when n is a few hundred. A pilot that diverges
     scores inf. The pilots draw from ``generator``, so the search is deterministic given it.
     """
-    from measureflow.samplers.driver import run  # the driver imports this module
-
     grid = tuple(check_positive(value, "step_size_grid entry") for value in grid)
     if not grid:
         raise ValueError("step_size_grid must hold at least one positive step size")
-    n_pilot_steps = int(n_pilot_steps)
-    if n_pilot_steps < 1:
-        raise ValueError(f"n_pilot_steps must be a positive integer, got {n_pilot_steps}")
+    n_pilot_steps = check_count(n_pilot_steps, "n_pilot_steps")
     beta = params.beta
     scores: list[float] = []
     n_grad_evals = 0
@@ -90,10 +60,9 @@ def search_step_size(
                 n_steps=1, burn_in=n_pilot_steps - 1, generator=generator, adapt_step_size=False,
                 record_energy=False, diagnostics=False, progress=False,
             )
-        except ValueError as error:
-            if "NaN/inf" not in str(error):
-                raise
+        except DivergenceError:
             scores.append(math.inf)
+            # Charged as if the pilot had run to the end (its init's gradients aside).
             n_grad_evals += n_pilot_steps * position.shape[0]
             continue
         n_grad_evals += pilot.n_grad_evals * position.shape[0]

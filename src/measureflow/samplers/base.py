@@ -1,11 +1,13 @@
-"""What every sampler shares: the registry entry, parameter validation and gradient estimates."""
+"""What every sampler shares: the registry entry, parameter validation, gradient estimates and
+their cost, and the records the driver and the step-size search exchange."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -13,7 +15,41 @@ from torch import Tensor
 from measureflow._core import check_positive
 from measureflow.targets import FiniteSumTarget, Target
 
-__all__ = ["SamplerParams", "SamplerSpec", "gradient_estimate", "noise_like"]
+__all__ = [
+    "DivergenceError",
+    "GradientCount",
+    "SamplerParams",
+    "SamplerSpec",
+    "StepSizeSearch",
+    "full_gradient_cost",
+    "gradient_estimate",
+    "minibatch_cost",
+    "noise_like",
+]
+
+
+class DivergenceError(ValueError):
+    """Chains of a sampling run became NaN or infinite (the step size is too large for the target).
+
+    A ``ValueError``, so code that catches bad-argument errors also catches it; the message names
+    the sampler, how many chains diverged, by which step, and the step size.
+    """
+
+
+class GradientCount(NamedTuple):
+    """Gradient evaluations per chain: what a kernel reports for one step (in its ``Info``) or
+    for its ``init`` (in its ``State``'s ``init_cost``), and what the driver sums.
+
+    ``n_grad``: gradient estimates of L, exact or minibatch, each counting 1 however many
+    minibatch terms it sums (SGLD-CV's control variate, two minibatch gradients on one
+    minibatch, is one estimate). ``n_data_grad``: the per-datum gradients those estimates cost
+    on a :class:`~measureflow.targets.FiniteSumTarget` (a full gradient costs N, a minibatch of
+    b terms costs b); the driver reports their sum only for finite-sum targets.
+    """
+
+    n_grad: int = 0
+    n_data_grad: float = 0
+
 
 
 @dataclass(frozen=True)
@@ -36,13 +72,12 @@ class SamplerSpec:
     """A registry entry: one sampler's parameter class and its pure ``init``/``step`` pair.
 
     ``init(position, target, params, *, generator) -> State`` and
-    ``step(state, target, params, *, generator) -> (State, Info)``. ``metropolis`` samplers
+    ``step(state, target, params, *, generator) -> (State, Info)``. Every ``Info`` carries the
+    step's gradient cost per chain as fields ``n_grad`` and ``n_data_grad`` (see
+    :class:`GradientCount`); a ``State`` whose ``init`` evaluated gradients carries that cost
+    as ``init_cost`` (a :class:`GradientCount`). The driver sums them. ``metropolis`` samplers
     report ``Info.is_accepted``; ``target_acceptance`` (when set) makes the driver adapt the
-    step size toward it during burn-in. ``data_grads_per_step`` counts per-datum gradient
-    evaluations per chain and step on a finite-sum target (``None``: one full gradient);
-    ``init_grads`` the gradient evaluations ``init`` spends per chain (a mode search counts all
-    of its evaluations) and ``init_data_grads`` their per-datum cost on a finite-sum target
-    (default: each is a full gradient, N). A sampler whose step splits into
+    step size toward it during burn-in. A sampler whose step splits into
     ``draw(state, generator)`` (its random numbers, in the order ``step`` draws them) and a
     pure ``transition(state, randoms, target, step_size, beta)`` declares both: with
     ``compile=True`` the driver compiles the transition into one graph and draws the noise
@@ -56,10 +91,7 @@ class SamplerSpec:
     description: str
     metropolis: bool = False
     target_acceptance: float | None = None
-    data_grads_per_step: Callable[[Target, Any], float] | None = None
     configure: Callable[[Any, int], Any] | None = None
-    init_grads: Callable[[Any], int] = lambda state: 0
-    init_data_grads: Callable[[Any, Target, Any], float] | None = None
     draw: Callable[..., Any] | None = None
     transition: Callable[..., Any] | None = None
 
@@ -84,13 +116,39 @@ def gradient_estimate(
 
 
 def minibatch_cost(target: Target, batch_size: int) -> float:
-    """Per-datum gradients one :func:`gradient_estimate` costs for each chain."""
+    """Per-datum gradients one :func:`gradient_estimate` costs for each chain: min(b, N)."""
     if isinstance(target, FiniteSumTarget):
         return float(min(batch_size, target.n_terms))
     return 1.0
 
 
-def check_batch_size(batch_size: int) -> int:
-    if int(batch_size) != batch_size or int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
+def full_gradient_cost(target: Target) -> int:
+    """Per-datum gradients one exact gradient costs for each chain: N on a finite sum, else 1."""
+    return target.n_terms if isinstance(target, FiniteSumTarget) else 1
+
+
+@dataclass(frozen=True)
+class StepSizeSearch:
+    """The grid of step sizes tried, each pilot's KSD^2 (inf where it diverged), the choice.
+
+    ``ksd_squared`` holds unbiased (U-statistic) estimates: near zero they can be negative.
+    Made by :func:`measureflow.samplers.autostep.search_step_size`; defined here so that the
+    driver's result can hold it without importing the search.
+    """
+
+    grid: tuple[float, ...]
+    ksd_squared: tuple[float, ...]
+    step_size: float
+    n_pilot_chains: int
+    n_pilot_steps: int
+    n_grad_evals: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "grid": list(self.grid),
+            "ksd_squared": [value if math.isfinite(value) else None for value in self.ksd_squared],
+            "step_size": self.step_size,
+            "n_pilot_chains": self.n_pilot_chains,
+            "n_pilot_steps": self.n_pilot_steps,
+            "n_grad_evals": self.n_grad_evals,
+        }

@@ -1,13 +1,16 @@
-"""The one driver: burn-in, step-size adaptation, thinning, traces, divergence checks, progress."""
+"""The one driver: burn-in, step-size adaptation, thinning, traces, divergence checks, progress.
+
+:func:`run` moves chains with one kernel of the registry; the user-facing
+:func:`measureflow.samplers.sample` (in :mod:`measureflow.samplers.api`) validates its arguments,
+chooses the step size when asked and calls it.
+"""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -15,15 +18,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite, make_generator, progress_bar
+from measureflow._core import check_count, progress_bar
 from measureflow.metrics import ess as effective_sample_size
 from measureflow.metrics import rhat as split_rhat
-from measureflow.samplers.autostep import DEFAULT_STEP_SIZE_GRID, StepSizeSearch, search_step_size
-from measureflow.samplers.base import SamplerParams, SamplerSpec
-from measureflow.samplers.registry import SAMPLERS, get_sampler
+from measureflow.samplers.base import (
+    DivergenceError,
+    GradientCount,
+    SamplerParams,
+    SamplerSpec,
+    StepSizeSearch,
+)
+from measureflow.samplers.registry import SAMPLERS
 from measureflow.targets import FiniteSumTarget, Target
 
-__all__ = ["DualAveraging", "SampleResult", "run", "sample"]
+__all__ = ["DualAveraging", "SampleResult", "run"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,9 @@ class SampleResult:
     adapted step size); ``n_grad_evals`` gradient evaluations (exact or minibatch) per chain
     over the whole run, initialization included, and ``n_data_grads`` the per-datum gradients
     per chain on finite-sum targets (a full gradient counts N; SGLD-CV's one-off mode search is
-    counted whole, as if every chain had paid for it).
+    counted whole, as if every chain had paid for it): the sums of what the kernel reported
+    (its ``Info.n_grad`` and ``Info.n_data_grad`` per step, its ``State.init_cost`` for
+    ``init``).
     """
 
     samples: Tensor
@@ -227,15 +237,14 @@ def run(
     Keeps every ``thin``-th state after burn-in, so ``n_kept = n_steps // thin``. During burn-in
     a sampler with a target acceptance rate adapts its step size by dual averaging (when
     ``adapt_step_size``); the averaged step size is then frozen, so the kept chain is an exact
-    MCMC chain. Positions are checked for NaN/inf every ``check_every`` steps and at the end.
-    With ``compile``, a sampler that declares ``draw``/``transition`` runs its transition as
+    MCMC chain. Positions are checked for NaN/inf every ``check_every`` steps and at the end; a
+    :class:`~measureflow.samplers.base.DivergenceError` reports chains that left the finite
+    numbers. With ``compile``, a sampler that declares ``draw``/``transition`` runs its transition as
     one compiled graph (see :class:`_FusedStep`).
     """
-    n_steps, burn_in, thin = int(n_steps), int(burn_in), int(thin)
-    if n_steps < 1 or burn_in < 0 or thin < 1:
-        raise ValueError(
-            f"need n_steps >= 1, burn_in >= 0 and thin >= 1, got {n_steps}, {burn_in}, {thin}"
-        )
+    n_steps = check_count(n_steps, "n_steps")
+    burn_in = check_count(burn_in, "burn_in", minimum=0)
+    thin = check_count(thin, "thin")
     if n_steps < thin:
         raise ValueError(f"n_steps ({n_steps}) must be at least thin ({thin}) to keep a sample")
     if spec.configure is not None:
@@ -266,12 +275,15 @@ def run(
     state = spec.init(position, target, params, generator=generator)
     if compile:
         step = _FusedStep(spec.draw, spec.transition, target, params, state, total, generator)
-    initial_grads = spec.init_grads(state)
+    # Gradient evaluations per chain, and their per-datum cost, as the kernel reports them.
+    n_grad, n_data_grad = getattr(state, "init_cost", GradientCount())
     bar = progress_bar(total, f"{spec.name}", enabled=progress)
     update_every = max(1, total // 100)
     try:
         for t in range(total):
             state, info = step(state, target, params, generator=generator)
+            n_grad += info.n_grad
+            n_data_grad += info.n_data_grad
             kept_phase = t - burn_in
             if adapter is not None and t < burn_in:
                 step_size = adapter.update(float(info.acceptance_prob.mean()))
@@ -299,18 +311,6 @@ def run(
     ess = rhat = None
     if diagnostics and n_kept >= 4:
         ess, rhat = effective_sample_size(samples), split_rhat(samples)
-    data_grads = None
-    if isinstance(target, FiniteSumTarget):
-        n_terms = target.n_terms
-        per_step = (
-            spec.data_grads_per_step(target, params) if spec.data_grads_per_step is not None
-            else n_terms
-        )
-        initial = (
-            spec.init_data_grads(state, target, params) if spec.init_data_grads is not None
-            else initial_grads * n_terms
-        )
-        data_grads = total * per_step + initial
     return SampleResult(
         samples=samples,
         energy_trace=energies,
@@ -321,8 +321,8 @@ def run(
         params=params,
         burn_in=burn_in,
         thin=thin,
-        n_grad_evals=total + initial_grads,
-        n_data_grads=data_grads,
+        n_grad_evals=n_grad,
+        n_data_grads=n_data_grad if isinstance(target, FiniteSumTarget) else None,
         wall_time=time.perf_counter() - start_time,
         final_state=state,
     )
@@ -331,137 +331,8 @@ def run(
 def _check_divergence(position: Tensor, t: int, params: SamplerParams, name: str) -> None:
     if not bool(torch.isfinite(position).all()):
         n_bad = int((~torch.isfinite(position).all(-1)).sum())
-        raise ValueError(
+        raise DivergenceError(
             f"{n_bad} of {position.shape[0]} {name} chains became NaN/inf by step {t} with "
             f"step_size={params.step_size:g}; rerun with a smaller step size"
         )
 
-
-def sample(
-    target: Target,
-    sampler: str = "mala",
-    n_chains: int = 1000,
-    n_steps: int = 5000,
-    step_size: float | str = 1e-2,
-    beta: float = 1.0,
-    burn_in: int = 1000,
-    thin: int = 1,
-    init: Tensor | None = None,
-    seed: int | None = 0,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    adapt_step_size: bool = True,
-    record_energy: bool = True,
-    diagnostics: bool = True,
-    progress: bool = True,
-    compile: bool = False,
-    step_size_grid: Sequence[float] = DEFAULT_STEP_SIZE_GRID,
-    n_pilot_steps: int = 500,
-    n_pilot_chains: int = 1000,
-    **options: Any,
-) -> SampleResult:
-    """Draw ``n_chains`` chains from pi_beta = exp(-beta L) with the named sampler.
-
-    ``sampler`` is one of ``measureflow.samplers.SAMPLERS`` (ula, sgld, sgld-cv, psgld, sghmc,
-    mala, annealed, infinite-langevin); sampler-specific settings (``batch_size``, ``friction``,
-    ``schedule``, ``lam``, ``mu``, ``decay``, ...)
-    go in ``options``. The run is ``burn_in`` discarded steps followed by ``n_steps`` steps of
-    which every ``thin``-th is kept. ``init`` ``(n_chains, d)`` sets the starting points
-    (default: the target's, standard normal). Randomness comes from ``generator`` if given,
-    else from a generator seeded with ``seed``. ``device``/``dtype`` move a copy of the target;
-    by default both follow the target (or ``init``). ``compile`` (ula, mala) compiles each
-    step's deterministic part into one ``torch.compile`` graph and draws its noise outside it:
-    the same chain, faster on many chains once the one-off compilation (seconds) is paid.
-
-    ``step_size="auto"`` (unadjusted samplers: ula, sgld, sgld-cv, psgld, sghmc) first runs
-    ``n_pilot_steps`` steps of ``n_pilot_chains`` independent chains (started from the initial
-    points, cycled when there are fewer) for each step size of
-    ``step_size_grid`` and keeps the one whose final pilot positions have the smallest IMQ
-    kernel Stein discrepancy to pi_beta (Gorham & Mackey 2017); the grid and its KSD^2 values
-    are in ``result.step_size_search``, and the main run starts afresh from the initial points.
-
-    >>> import measureflow as mf
-    >>> result = mf.sample(mf.targets.DoubleWell(), "mala", n_chains=8, n_steps=50,
-    ...                    burn_in=10, progress=False)
-    >>> tuple(result.samples.shape)
-    (50, 8, 1)
-    """
-    if not isinstance(target, Target):
-        raise TypeError(
-            f"target must be a measureflow Target, got {type(target).__name__}; "
-            "wrap an energy function with measureflow.targets.from_energy(energy, dim)"
-        )
-    spec = get_sampler(sampler)
-    n_chains = int(n_chains)
-    if n_chains < 1:
-        raise ValueError(f"n_chains must be a positive integer, got {n_chains}")
-    known = {field.name for field in dataclasses.fields(spec.params)}
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(
-            f"sampler {spec.name!r} has no option(s) {', '.join(sorted(unknown))}; "
-            f"its options are {', '.join(sorted(known))}"
-        )
-    auto_step = isinstance(step_size, str)
-    if auto_step:
-        if step_size != "auto":
-            raise ValueError(f"step_size must be a positive number or 'auto', got {step_size!r}")
-        if spec.target_acceptance is not None or spec.configure is not None:
-            raise ValueError(
-                f"step_size='auto' chooses the step size of an unadjusted sampler by KSD; "
-                f"{spec.name!r} sets its own (mala adapts it during burn-in, annealed follows "
-                "its schedule): give a number"
-            )
-        step_size = 1.0  # a placeholder until the search below
-    params = spec.params(step_size=step_size, beta=beta, **options)
-
-    if init is not None:
-        init = as_tensor(init, "init")
-        device = device if device is not None else init.device
-        dtype = dtype if dtype is not None else init.dtype
-    device = torch.device(device) if device is not None else target.device
-    dtype = dtype if dtype is not None else target.dtype
-    if target.device != device or target.dtype != dtype:
-        target = copy.deepcopy(target).to(device=device, dtype=dtype)
-    if generator is None:
-        generator = make_generator(seed, device)
-    elif generator.device.type != device.type:
-        raise ValueError(
-            f"generator is on {generator.device} but the chains run on {device}; "
-            f"pass a generator on {device} (or a seed)"
-        )
-
-    if init is None:
-        position = target.initial_positions(n_chains, generator)
-    else:
-        position = init.to(device=device, dtype=dtype)
-        if position.ndim != 2 or position.shape[1] != target.dim or position.shape[0] not in (1, n_chains):
-            raise ValueError(
-                f"init must have shape ({n_chains}, {target.dim}) or (1, {target.dim}), "
-                f"got {tuple(position.shape)}"
-            )
-        check_finite(position, "init")
-        position = position.expand(n_chains, target.dim).clone()
-
-    with torch.no_grad():
-        search = None
-        if auto_step:
-            n_pilot_chains = int(n_pilot_chains)
-            if n_pilot_chains < 2:
-                raise ValueError(f"n_pilot_chains must be at least 2, got {n_pilot_chains}")
-            # Pilot chain i starts where main chain i mod n_chains does.
-            pilot_index = torch.arange(n_pilot_chains, device=position.device) % n_chains
-            search = search_step_size(
-                target, spec, params, position[pilot_index], generator,
-                grid=step_size_grid, n_pilot_steps=n_pilot_steps,
-            )
-            params = params.replace(step_size=search.step_size)
-        result = run(
-            target, spec, params, position, compile=compile,
-            n_steps=n_steps, burn_in=burn_in, thin=thin, generator=generator,
-            adapt_step_size=adapt_step_size, record_energy=record_energy,
-            diagnostics=diagnostics, progress=progress,
-        )
-    return result if search is None else dataclasses.replace(result, step_size_search=search)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from measureflow._core import check_particles, check_positive
+from measureflow._core import check_count, check_particles, check_positive
 from measureflow.targets import Target
 from measureflow.targets.smoothing import SmoothedTarget
 
@@ -87,10 +87,8 @@ def graduated_descent(target: Target, x0: Tensor, deltas: Sequence[float], step_
     if any(later > earlier for earlier, later in zip(schedule, schedule[1:], strict=False)):
         raise ValueError(f"deltas must be non-increasing (coarse to fine), got {schedule}")
     steps = [check_positive(h, "step_size") for h in _per_stage(step_size, len(schedule), "step_size")]
-    counts = _per_stage(n_steps_per_stage, len(schedule), "n_steps_per_stage")
-    for count in counts:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"n_steps_per_stage must be positive integers, got {count!r}")
+    counts = [check_count(count, "n_steps_per_stage")
+              for count in _per_stage(n_steps_per_stage, len(schedule), "n_steps_per_stage")]
     positions, energies, smoothed_energies = [x], [target.energy(x)], []
     n_grad_evals = 0
     for delta, h, count in zip(schedule, steps, counts, strict=True):

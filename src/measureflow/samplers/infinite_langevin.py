@@ -32,15 +32,20 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
-from measureflow.samplers.base import SamplerParams, check_batch_size, gradient_estimate, noise_like
-from measureflow.targets import FiniteSumTarget, Target
+from measureflow._core import check_count, check_positive
+from measureflow.samplers.base import (
+    SamplerParams,
+    full_gradient_cost,
+    gradient_estimate,
+    minibatch_cost,
+    noise_like,
+)
+from measureflow.targets import Target
 
 __all__ = [
     "InfiniteLangevinInfo",
     "InfiniteLangevinParams",
     "InfiniteLangevinState",
-    "data_grads",
     "draw",
     "eigenvalues",
     "init",
@@ -78,7 +83,7 @@ class InfiniteLangevinParams(SamplerParams):
         if self.decay is not None:
             object.__setattr__(self, "decay", check_positive(self.decay, "decay"))
         if self.batch_size is not None:
-            object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
+            object.__setattr__(self, "batch_size", check_count(self.batch_size, "batch_size"))
 
 
 def eigenvalues(params: InfiniteLangevinParams, dim: int, *, dtype: torch.dtype = torch.float64,
@@ -100,7 +105,8 @@ class InfiniteLangevinState(NamedTuple):
 
 
 class InfiniteLangevinInfo(NamedTuple):
-    pass
+    n_grad: int  # gradient evaluations per chain in this step (exact or minibatch): one
+    n_data_grad: float  # their per-datum cost: N for the exact gradient of a finite sum, b for a minibatch
 
 
 def _contraction(params: InfiniteLangevinParams, position: Tensor, step_size: float | Tensor) -> Tensor:
@@ -122,7 +128,8 @@ def transition(state: InfiniteLangevinState, randoms: tuple[Tensor], target: Tar
                step_size: float | Tensor, beta: float, gradient: Tensor | None = None
                ) -> tuple[InfiniteLangevinState, InfiniteLangevinInfo]:
     """The deterministic part of :func:`step` given ``randoms = (xi,)`` (and optionally the gradient);
-    ``state.contraction`` must be diag(S_eta) at this ``step_size`` (:func:`init` builds it)."""
+    ``state.contraction`` must be diag(S_eta) at this ``step_size`` (:func:`init` builds it).
+    Its ``Info`` charges an exact gradient; :func:`step` corrects that for a given minibatch one."""
     (noise,) = randoms
     scale = (math.sqrt(2 * step_size / beta) if isinstance(step_size, float)
              else torch.sqrt(2 * step_size / beta))
@@ -131,7 +138,8 @@ def transition(state: InfiniteLangevinState, randoms: tuple[Tensor], target: Tar
     # In place on one fresh buffer: xi itself is left untouched.
     position = noise * scale
     position.add_(state.position).sub_(gradient * step_size).mul_(state.contraction)
-    return InfiniteLangevinState(position, state.contraction, state.step_size), InfiniteLangevinInfo()
+    new_state = InfiniteLangevinState(position, state.contraction, state.step_size)
+    return new_state, InfiniteLangevinInfo(1, float(full_gradient_cost(target)))
 
 
 def step(state: InfiniteLangevinState, target: Target, params: InfiniteLangevinParams, *,
@@ -145,14 +153,8 @@ def step(state: InfiniteLangevinState, target: Target, params: InfiniteLangevinP
     if state.step_size != params.step_size or state.contraction.dtype != state.position.dtype:
         state = InfiniteLangevinState(state.position, _contraction(params, state.position, params.step_size),
                                       params.step_size)
-    gradient = None
-    if params.batch_size is not None:
-        gradient, _ = gradient_estimate(target, state.position, params.batch_size, generator)
-    return transition(state, draw(state, generator), target, params.step_size, params.beta, gradient)
-
-
-def data_grads(target: Target, params: InfiniteLangevinParams) -> float:
-    """Per-datum gradient evaluations per chain and step on a finite-sum target."""
-    if isinstance(target, FiniteSumTarget):
-        return float(target.n_terms if params.batch_size is None else min(params.batch_size, target.n_terms))
-    return 1.0
+    if params.batch_size is None:
+        return transition(state, draw(state, generator), target, params.step_size, params.beta)
+    gradient, _ = gradient_estimate(target, state.position, params.batch_size, generator)
+    state, info = transition(state, draw(state, generator), target, params.step_size, params.beta, gradient)
+    return state, info._replace(n_data_grad=minibatch_cost(target, params.batch_size))

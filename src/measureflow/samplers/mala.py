@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow.samplers.base import SamplerParams, noise_like
+from measureflow.samplers.base import GradientCount, SamplerParams, full_gradient_cost, noise_like
 from measureflow.targets import Target
 
 __all__ = ["MALAInfo", "MALAParams", "MALAState", "draw", "init", "step", "transition"]
@@ -24,18 +24,21 @@ class MALAState(NamedTuple):
     position: Tensor  # (n_chains, d)
     energy: Tensor  # (n_chains,)
     grad: Tensor  # (n_chains, d), grad L at position
+    init_cost: GradientCount  # the gradient at the starting point
 
 
 class MALAInfo(NamedTuple):
     acceptance_prob: Tensor  # (n_chains,)
     is_accepted: Tensor  # (n_chains,) bool
+    n_grad: int  # gradient evaluations per chain in this step: one, at the proposal
+    n_data_grad: float  # their per-datum cost: N on a finite-sum target
 
 
 def init(
     position: Tensor, target: Target, params: MALAParams, *, generator: torch.Generator | None = None
 ) -> MALAState:
     energy, gradient = target.energy_and_grad(position)
-    return MALAState(position, energy, gradient)
+    return MALAState(position, energy, gradient, GradientCount(1, full_gradient_cost(target)))
 
 
 def draw(state: MALAState, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -82,8 +85,9 @@ def transition(
         torch.where(keep, proposal, state.position),
         torch.where(accepted, energy, state.energy),
         torch.where(keep, gradient, state.grad),
+        state.init_cost,
     )
-    return new_state, MALAInfo(acceptance_prob, accepted)
+    return new_state, MALAInfo(acceptance_prob, accepted, 1, full_gradient_cost(target))
 
 
 def step(

@@ -8,10 +8,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive, check_probability
+from measureflow._core import check_count, check_positive, check_probability
 from measureflow.samplers.base import (
+    GradientCount,
     SamplerParams,
-    check_batch_size,
     gradient_estimate,
     minibatch_cost,
     noise_like,
@@ -34,7 +34,7 @@ class PSGLDParams(SamplerParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
+        object.__setattr__(self, "batch_size", check_count(self.batch_size, "batch_size"))
         object.__setattr__(self, "alpha", check_probability(self.alpha, "alpha"))
         object.__setattr__(self, "epsilon", check_positive(self.epsilon, "epsilon"))
 
@@ -43,6 +43,7 @@ class PSGLDState(NamedTuple):
     position: Tensor  # (n_chains, d)
     square_avg: Tensor  # (n_chains, d), the running average V of squared gradients
     step: int
+    init_cost: GradientCount  # the first minibatch gradient, V's start
 
 
 def init(
@@ -55,7 +56,8 @@ def init(
     out in the tails begin with too small a preconditioner; a burn-in of several
     1 / (1 - alpha) steps removes that."""
     gradient, _ = gradient_estimate(target, position, params.batch_size, generator)
-    return PSGLDState(position, gradient.square(), 0)
+    cost = GradientCount(1, minibatch_cost(target, params.batch_size))
+    return PSGLDState(position, gradient.square(), 0, cost)
 
 
 def step(
@@ -74,6 +76,7 @@ def step(
     References: Li, Chen, Carlson & Carin (2016), AAAI, Algorithm 1.
     """
     h, beta = params.step_size, params.beta
+    data_cost = minibatch_cost(target, params.batch_size)
     gradient, index = gradient_estimate(target, state.position, params.batch_size, generator)
     square_avg = state.square_avg * params.alpha + (1 - params.alpha) * gradient.square()
     root = square_avg.sqrt()
@@ -91,9 +94,11 @@ def step(
         hessian_diag = target.minibatch_hessian_diag(state.position, index, generator)
         gamma = preconditioner_divergence(square_avg, gradient, hessian_diag, params)
         drift = drift + (h / beta) * gamma
+        data_cost *= 2  # the minibatch Hessian diagonal costs as much again as its gradient
     noise = noise_like(state.position, generator) * (2 * h * preconditioner / beta).sqrt()
     position = state.position + drift + noise
-    return PSGLDState(position, square_avg, state.step + 1), SGLDInfo(h)
+    new_state = PSGLDState(position, square_avg, state.step + 1, state.init_cost)
+    return new_state, SGLDInfo(h, 1, data_cost)
 
 
 def preconditioner_divergence(
@@ -107,10 +112,3 @@ def preconditioner_divergence(
     preconditioner = 1.0 / (params.epsilon + root)
     slope = -(1 - params.alpha) * preconditioner.square() * gradient * hessian_diag
     return slope / root.clamp_min(torch.finfo(root.dtype).tiny)
-
-
-def data_grads(target: Target, params: PSGLDParams) -> float:
-    cost = minibatch_cost(target, params.batch_size)
-    return 2 * cost if params.correction else cost
-
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from measureflow.samplers import annealed, infinite_langevin, mala, psgld, sghmc, sgld, ula
-from measureflow.samplers.base import SamplerSpec, minibatch_cost
+from measureflow.samplers.base import SamplerSpec
 
 __all__ = ["SAMPLERS", "get_sampler"]
 
@@ -17,32 +17,24 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "sgld": SamplerSpec(
         "sgld", sgld.SGLDParams, sgld.init, sgld.step,
         "stochastic gradient Langevin dynamics (Welling & Teh 2011)",
-        data_grads_per_step=sgld.data_grads,
     ),
     "sgld-cv": SamplerSpec(
         "sgld-cv", sgld.SGLDParams, sgld.cv_init, sgld.cv_step,
         "SGLD with control-variate gradients centred at a mode (Baker et al. 2019)",
-        data_grads_per_step=sgld.cv_data_grads,
-        init_grads=lambda state: state.mode_evaluations + 1,
     ),
     "psgld": SamplerSpec(
         "psgld", psgld.PSGLDParams, psgld.init, psgld.step,
         "RMSprop-preconditioned SGLD (Li et al. 2016)",
-        data_grads_per_step=psgld.data_grads,
-        init_grads=lambda state: 1,
-        init_data_grads=lambda state, target, params: minibatch_cost(target, params.batch_size),
     ),
     "sghmc": SamplerSpec(
         "sghmc", sghmc.SGHMCParams, sghmc.init, sghmc.step,
         "stochastic gradient HMC with friction (Chen, Fox & Guestrin 2014)",
-        data_grads_per_step=sghmc.data_grads,
     ),
     "mala": SamplerSpec(
         "mala", mala.MALAParams, mala.init, mala.step,
         "Metropolis-adjusted Langevin with step-size adaptation during burn-in",
         metropolis=True,
         target_acceptance=0.574,
-        init_grads=lambda state: 1,
         draw=mala.draw,
         transition=mala.transition,
     ),
@@ -50,13 +42,11 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "infinite-langevin", infinite_langevin.InfiniteLangevinParams, infinite_langevin.init,
         infinite_langevin.step,
         "Langevin in a Hilbert space: semi-implicit Euler with S = (I + h lam A)^-1, A = diag(1/mu_k)",
-        data_grads_per_step=infinite_langevin.data_grads,
     ),
     "annealed": SamplerSpec(
         "annealed", annealed.AnnealedParams, annealed.init, annealed.step,
         "annealed Langevin for optimization: rising beta_t, best point per chain",
         configure=annealed.configure,
-        init_grads=lambda state: 1,
     ),
 }
 

@@ -9,10 +9,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 from measureflow.samplers.base import (
     SamplerParams,
-    check_batch_size,
     gradient_estimate,
     minibatch_cost,
     noise_like,
@@ -33,7 +32,7 @@ class SGHMCParams(SamplerParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "friction", check_positive(self.friction, "friction"))
-        object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
+        object.__setattr__(self, "batch_size", check_count(self.batch_size, "batch_size"))
         if self.friction * self.step_size >= 1:
             raise ValueError(
                 f"friction * step_size must be below 1 for a damped momentum update, got "
@@ -74,8 +73,5 @@ def step(
     noise = noise_like(state.position, generator).mul_(math.sqrt(2 * gamma * h / params.beta))
     momentum = noise.add_(state.momentum, alpha=1 - h * gamma).add_(gradient, alpha=-h)
     position = state.position + h * momentum
-    return SGHMCState(position, momentum, state.step + 1), SGLDInfo(h)
-
-
-def data_grads(target: Target, params: SGHMCParams) -> float:
-    return minibatch_cost(target, params.batch_size)
+    info = SGLDInfo(h, 1, minibatch_cost(target, params.batch_size))
+    return SGHMCState(position, momentum, state.step + 1), info

@@ -9,11 +9,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 from measureflow.samplers._optimize import find_mode_counted
 from measureflow.samplers.base import (
+    GradientCount,
     SamplerParams,
-    check_batch_size,
+    full_gradient_cost,
     gradient_estimate,
     minibatch_cost,
     noise_like,
@@ -45,7 +46,7 @@ class SGLDParams(SamplerParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "batch_size", check_batch_size(self.batch_size))
+        object.__setattr__(self, "batch_size", check_count(self.batch_size, "batch_size"))
         object.__setattr__(self, "schedule_offset", check_positive(self.schedule_offset, "schedule_offset"))
         decay = check_positive(self.schedule_decay, "schedule_decay", allow_zero=True)
         if decay > 1:
@@ -64,10 +65,13 @@ class SGLDCVState(NamedTuple):
     mode: Tensor  # (1, d), the point the control variate is centred at
     mode_grad: Tensor  # (1, d), the exact full gradient at the mode
     mode_evaluations: int  # full gradients the mode search spent (for cost accounting)
+    init_cost: GradientCount  # the mode search and the gradient at the mode, per chain
 
 
 class SGLDInfo(NamedTuple):
-    step_size: float
+    step_size: float  # h_t, the step this step took
+    n_grad: int  # gradient estimates per chain in this step (exact or minibatch): one
+    n_data_grad: float  # their per-datum cost: the minibatch size b (N for an exact gradient)
 
 
 def step_size_at(params: SGLDParams, t: int) -> float:
@@ -103,16 +107,19 @@ def step(
     h = step_size_at(params, state.step)
     gradient, _ = gradient_estimate(target, state.position, params.batch_size, generator)
     position = _langevin_move(state.position, gradient, h, params.beta, generator)
-    return SGLDState(position, state.step + 1), SGLDInfo(h)
+    return SGLDState(position, state.step + 1), SGLDInfo(h, 1, minibatch_cost(target, params.batch_size))
 
 
 def cv_init(
     position: Tensor, target: Target, params: SGLDParams, *, generator: torch.Generator | None = None
 ) -> SGLDCVState:
     """Find a mode theta_hat of L (L-BFGS from the mean of the starting points) and its full
-    gradient, the centre of the control variate."""
+    gradient, the centre of the control variate. Every chain is charged the whole search, as if
+    it had run it alone."""
     mode, evaluations = find_mode_counted(target, position.mean(0, keepdim=True))
-    return SGLDCVState(position, 0, mode, target.grad_energy(mode), evaluations)
+    n_full = evaluations + 1  # the search's gradients, then the one at the mode
+    cost = GradientCount(n_full, n_full * full_gradient_cost(target))
+    return SGLDCVState(position, 0, mode, target.grad_energy(mode), evaluations, cost)
 
 
 def cv_step(
@@ -132,17 +139,11 @@ def cv_step(
         index = target.sample_index(position.shape[0], params.batch_size, generator)
         at_mode = target.minibatch_grad_energy(state.mode.expand_as(position), index)
         gradient = state.mode_grad + target.minibatch_grad_energy(position, index) - at_mode
+        # One gradient estimate from two minibatch gradients on the same b terms.
+        data_cost = 2 * minibatch_cost(target, params.batch_size)
     else:
         gradient = target.grad_energy(position)
+        data_cost = minibatch_cost(target, params.batch_size)  # b >= N or no finite sum: all of it
     position = _langevin_move(position, gradient, h, params.beta, generator)
-    return state._replace(position=position, step=state.step + 1), SGLDInfo(h)
+    return state._replace(position=position, step=state.step + 1), SGLDInfo(h, 1, data_cost)
 
-
-def data_grads(target: Target, params: SGLDParams) -> float:
-    return minibatch_cost(target, params.batch_size)
-
-
-def cv_data_grads(target: Target, params: SGLDParams) -> float:
-    if isinstance(target, FiniteSumTarget) and params.batch_size < target.n_terms:
-        return 2 * minibatch_cost(target, params.batch_size)
-    return minibatch_cost(target, params.batch_size)  # the exact gradient, once

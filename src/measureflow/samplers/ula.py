@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow.samplers.base import SamplerParams, noise_like
+from measureflow.samplers.base import SamplerParams, full_gradient_cost, noise_like
 from measureflow.targets import Target
 
 __all__ = ["ULAInfo", "ULAParams", "ULAState", "draw", "init", "step", "transition"]
@@ -25,7 +25,8 @@ class ULAState(NamedTuple):
 
 
 class ULAInfo(NamedTuple):
-    pass
+    n_grad: int  # gradient evaluations per chain in this step: one exact gradient
+    n_data_grad: float  # their per-datum cost: N on a finite-sum target
 
 
 def init(
@@ -61,7 +62,7 @@ def transition(
     # In place on one fresh buffer: xi itself is left untouched.
     position = noise * scale
     position.add_(state.position).sub_(gradient * step_size)
-    return ULAState(position), ULAInfo()
+    return ULAState(position), ULAInfo(1, full_gradient_cost(target))
 
 
 def step(

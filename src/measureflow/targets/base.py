@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_positive
+from measureflow._core import as_tensor, check_count, check_positive
 
 __all__ = ["FiniteSumTarget", "Target", "autograd_energy_and_grad", "from_energy"]
 
@@ -39,9 +39,7 @@ class Target(torch.nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        if int(dim) < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim}")
-        self.dim = int(dim)
+        self.dim = check_count(dim, "dim")
         # Anchors dtype and device for targets without other buffers.
         self.register_buffer("_anchor", torch.zeros((), dtype=torch.get_default_dtype()))
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 from measureflow.targets.base import FiniteSumTarget, as_buffer, common_dtype
 
 __all__ = ["BASES", "FUNCTION_LOSSES", "GaussianPosterior", "HilbertRegression", "InfiniteWidthNetwork",
@@ -47,8 +47,7 @@ def basis_functions(t: Tensor, n_modes: int, basis: str = "sine") -> Tensor:
     """
     if basis not in BASES:
         raise ValueError(f"basis must be one of {', '.join(BASES)}, got {basis!r}")
-    if isinstance(n_modes, bool) or not isinstance(n_modes, int) or n_modes < 1:
-        raise ValueError(f"n_modes must be a positive integer, got {n_modes!r}")
+    n_modes = check_count(n_modes, "n_modes")
     k = torch.arange(n_modes, dtype=t.dtype, device=t.device)
     if basis == "sine":
         return math.sqrt(2) * torch.sin(math.pi * (k + 1) * t[:, None])
@@ -195,8 +194,7 @@ class InfiniteWidthNetwork(FiniteSumTarget):
     def __init__(self, x: Any, y: Any, n_neurons: int, *, gamma: float = 1.0, activation: str = "tanh",
                  loss: str = "squared", scale: float | None = None) -> None:
         inputs, labels, dtype = _data(x, y, "x", 2, loss)
-        if isinstance(n_neurons, bool) or not isinstance(n_neurons, int) or n_neurons < 1:
-            raise ValueError(f"n_neurons must be a positive integer, got {n_neurons!r}")
+        n_neurons = check_count(n_neurons, "n_neurons")
         gamma = check_positive(gamma, "gamma")
         if gamma <= 0.5:
             raise ValueError(f"gamma must exceed 1/2 (so that sum_j a_j^2 is finite), got {gamma}")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from measureflow._core import check_finite, check_positive
+from measureflow._core import check_count, check_finite, check_positive
 from measureflow.targets.base import Target
 from measureflow.targets.gaussian import Gaussian
 from measureflow.targets.toy import DoubleWell, Rastrigin
@@ -89,8 +89,7 @@ def _check_target(target: Target) -> Target:
 
 
 def _draws(target: Target, n_samples: int, generator: torch.Generator | None) -> Tensor:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer >= 2 (for a standard error), got {n_samples!r}")
+    n_samples = check_count(n_samples, "n_samples (two at least, for a standard error)", minimum=2)
     device = generator.device if generator is not None else target.device
     noise = torch.randn(n_samples, target.dim, generator=generator, dtype=target.dtype, device=device)
     return noise.to(target.device)
