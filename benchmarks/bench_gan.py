@@ -4,7 +4,7 @@ loop of the same networks, for every loss, on 2-D data and on the 8 x 8 digits.
 Cases: the ten losses (js, ns, kl, rkl, pearson, hellinger, wgan, wgan-gp, gmmn, mmd-gan) on two
 data sets: ``2d``, 100,000 standardized draws of the ring of 8 Gaussians, and ``digits``, the
 1,437 training images ``(n, 1, 8, 8)`` in [-1, 1] as ``measureflow.data.digits`` returns them.
-Batch 256 and every other setting at ``train_gan``'s defaults (``training.DEFAULTS``: optimizer,
+Batch 256 and every other setting at ``train_gan``'s defaults (``objective.defaults``: optimizer,
 learning rates, ``n_critic``, clipping at 0.01, gradient-penalty weight 10, EMA 0.999;
 ``default_net_config``: 3 x 128 MLPs and latent 8 in 2-D, 3 x 256 and latent 32 for digits;
 MMD-GAN's critic spectrally normalized with 16 features).
@@ -168,9 +168,10 @@ def _run_plain(data, loss: str, n_steps: int, seed: int) -> dict:
     import torch
 
     from measureflow.generative.gan.nets import Critic, Generator
-    from measureflow.generative.gan.training import DEFAULTS, default_net_config
+    from measureflow.generative.gan.objectives import make_objective
+    from measureflow.generative.gan.training import default_net_config
 
-    settings, shape = DEFAULTS[loss], tuple(data.shape[1:])
+    settings, shape = vars(make_objective(loss).defaults), tuple(data.shape[1:])
     net = default_net_config(shape)
     n_critic = settings["n_critic"]
     generator = torch.Generator().manual_seed(seed)
@@ -320,8 +321,7 @@ def loss_child(group: str, loss: str, data, args) -> dict:
 
 
 def group_child(group: str, args) -> dict:
-    from measureflow.generative.gan.losses import LOSS_NAMES
-    from measureflow.generative.gan.training import DEFAULTS
+    from measureflow.generative.gan.objectives import LOSS_NAMES, make_objective
 
     if tuple(LOSS_NAMES) != LOSSES:
         raise RuntimeError(f"measureflow's losses {LOSS_NAMES} differ from this benchmark's {LOSSES}")
@@ -333,7 +333,7 @@ def group_child(group: str, args) -> dict:
             cases[loss] = loss_child(group, loss, data, args)
         except (RuntimeError, ValueError) as error:
             cases[loss] = {"status": "failed", "error": str(error).splitlines()[0][:160]}
-        cases[loss]["n_critic"] = DEFAULTS[loss]["n_critic"]
+        cases[loss]["n_critic"] = make_objective(loss).defaults.n_critic
         cases[loss]["seconds"] = time.perf_counter() - start
         print(f"{group}:{loss} {cases[loss]['status']} in {cases[loss]['seconds']:.0f} s", file=sys.stderr,
               flush=True)
@@ -457,7 +457,8 @@ def render(results: dict[str, dict], args, wall: float, load: tuple[str, str]) -
         "",
         "Generator updates per second: measureflow's `train_gan` (one call per repetition, timed whole; "
         "progress off, no checkpoints; batch 256 and every other option at its defaults, "
-        "`training.DEFAULTS`: optimizer, learning rates, n_critic, clipping, gradient-penalty weight 10, "
+        "each objective's `defaults`: optimizer, learning rates, n_critic, clipping, gradient-penalty "
+        "weight 10, "
         "EMA 0.999) against a hand-written PyTorch loop with the same `nets.Generator` / `nets.Critic`, "
         "config and initial weights, the same optimizers, batch and n_critic, the losses written out in "
         "torch (BCE-with-logits for js/ns, closed-form f*(g(v)) for the f-GANs, the interpolate gradient "

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from measureflow._core import seeded_build
+from measureflow._core import check_count, seeded_build
 from measureflow.data import Standardizer
 from measureflow.generative.train import CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 
@@ -180,8 +180,7 @@ class TrainedModel:
     def sample_model_units(self, n: int, *, generator: torch.Generator | None = None,
                            **options: Any) -> Tensor:
         """``n`` draws ``(n, *event_shape)`` in model (standardized) units; ``options`` go to the family."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_count(n, "n")
         return self.family.sample(self.network, self.config, n, generator=generator, **options)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Tensor:

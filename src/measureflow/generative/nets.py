@@ -26,13 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from measureflow._core import check_count
+
 __all__ = ["EnergyMLP", "MLPScore", "SinusoidalEmbedding", "UNet8"]
-
-
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_scale(value: object, name: str) -> float:
@@ -67,7 +63,7 @@ class SinusoidalEmbedding(nn.Module):
 
     def __init__(self, dim: int, max_period: float = 10_000.0) -> None:
         super().__init__()
-        self.dim = _check_int(dim, "dim", 2)
+        self.dim = check_count(dim, "dim", minimum=2)
         if self.dim % 2:
             raise ValueError(f"dim must be even (sin and cos pairs), got {dim}")
         self.max_period = _check_scale(max_period, "max_period")
@@ -109,9 +105,9 @@ class MLPScore(nn.Module):
     def __init__(self, dim: int, hidden: int = 256, depth: int = 4, time_dim: int = 64,
                  time_scale: float = 1000.0) -> None:
         super().__init__()
-        self.dim = _check_int(dim, "dim")
-        self.hidden = _check_int(hidden, "hidden")
-        self.depth = _check_int(depth, "depth")
+        self.dim = check_count(dim, "dim")
+        self.hidden = check_count(hidden, "hidden")
+        self.depth = check_count(depth, "depth")
         self.time_scale = _check_scale(time_scale, "time_scale")
         self.embedding = SinusoidalEmbedding(time_dim)
         self.time_layer = nn.Linear(time_dim, time_dim)
@@ -179,8 +175,8 @@ class UNet8(nn.Module):
     def __init__(self, channels: int = 1, base: int = 32, time_dim: int = 128,
                  time_scale: float = 1000.0) -> None:
         super().__init__()
-        self.channels = _check_int(channels, "channels")
-        self.base = _check_int(base, "base")
+        self.channels = check_count(channels, "channels")
+        self.base = check_count(base, "base")
         self.time_scale = _check_scale(time_scale, "time_scale")
         wide = 2 * self.base
         self.embedding = SinusoidalEmbedding(time_dim)
@@ -223,9 +219,9 @@ class EnergyMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3) -> None:
         super().__init__()
-        self.dim = _check_int(dim, "dim")
-        self.hidden = _check_int(hidden, "hidden")
-        self.depth = _check_int(depth, "depth")
+        self.dim = check_count(dim, "dim")
+        self.hidden = check_count(hidden, "hidden")
+        self.depth = check_count(depth, "depth")
         layers: list[nn.Module] = []
         width = self.dim
         for _ in range(self.depth):

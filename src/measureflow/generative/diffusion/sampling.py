@@ -25,7 +25,7 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
-from measureflow._core import check_positive, progress_bar
+from measureflow._core import check_count, check_positive, progress_bar
 from measureflow.generative.diffusion.sde import SDE, broadcast_time
 
 __all__ = [
@@ -58,9 +58,7 @@ class ReverseResult:
 
 
 def _check_steps(n_steps: int, name: str = "n_steps") -> int:
-    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {n_steps!r}")
-    return int(n_steps)
+    return check_count(n_steps, name)
 
 
 def _check_start(x: Tensor) -> Tensor:
@@ -265,8 +263,7 @@ def predictor_corrector(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 500,
     """
     x = _check_start(x_T).clone()
     n_steps = _check_steps(n_steps)
-    if isinstance(n_corrector, bool) or int(n_corrector) != n_corrector or n_corrector < 0:
-        raise ValueError(f"n_corrector must be an integer >= 0, got {n_corrector!r}")
+    check_count(n_corrector, "n_corrector", minimum=0)
     snr = check_positive(snr, "snr")
     times = _times(sde, n_steps, x)
     alphas, _ = sde.marginal_coefficients(times)
@@ -380,8 +377,7 @@ def reverse_process(score: Score, sde: SDE, x_T: Tensor, n_steps: int = 500, *, 
     """
     if method not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {method!r}; choose one of {', '.join(SAMPLER_NAMES)}")
-    if isinstance(n_records, bool) or int(n_records) != n_records or n_records < 0:
-        raise ValueError(f"n_records must be an integer >= 0, got {n_records!r}")
+    check_count(n_records, "n_records", minimum=0)
 
     def every(steps: int) -> int:
         return 0 if n_records == 0 else max(1, steps // int(n_records))
@@ -419,8 +415,7 @@ def sample(score: Score, sde: SDE, n: int, shape: int | tuple[int, ...], n_steps
     """
     if method not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {method!r}; choose one of {', '.join(SAMPLER_NAMES)}")
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    check_count(n, "n")
     event = (int(shape),) if isinstance(shape, int) else tuple(int(size) for size in shape)
     x_T = sde.prior_sample((int(n), *event), generator, dtype=dtype, device=device)
     return reverse_process(score, sde, x_T, n_steps, method=method, generator=generator, progress=progress,

@@ -111,8 +111,9 @@ class DiffusionTask(TrainTask):
 def train_diffusion(x: Tensor, *, n_steps: int, generator: torch.Generator, sde: SDE | None = None,
                     net: dict[str, Any] | None = None, batch_size: int = 512, learning_rate: float = 2e-3,
                     weighting: str = "sigma2", ema_decay: float = 0.999, grad_clip: float = 1.0,
-                    out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                    checkpoint_every: int | None = None, extra_config: dict[str, Any] | None = None,
+                    out_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+                    progress: bool = True, checkpoint_every: int | None = None,
+                    extra_config: dict[str, Any] | None = None,
                     on_checkpoint=None) -> tuple[ScoreModel, TrainHistory]:
     """Fit a score model to the samples ``x`` ``(n, ...)`` (already standardized) by DSM.
 
@@ -130,6 +131,7 @@ def train_diffusion(x: Tensor, *, n_steps: int, generator: torch.Generator, sde:
     task = DiffusionTask(model, sde, n_steps=n_steps, learning_rate=learning_rate, weighting=weighting,
                          ema_decay=ema_decay, grad_clip=grad_clip)
     history = train(task, x, n_steps=n_steps, batch_size=batch_size, generator=generator, out_dir=out_dir,
-                    resume=resume, progress=progress, config=config, kind=CHECKPOINT_KIND,
-                    checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint, description="diffusion")
+                    resume=resume, overwrite=overwrite, progress=progress, config=config,
+                    kind=CHECKPOINT_KIND, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
+                    description="diffusion")
     return ScoreModel(task.ema.model, sde).eval(), history

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 
 __all__ = ["INIT_DISTRIBUTIONS", "BufferBatch", "ReplayBuffer", "langevin"]
 
@@ -139,10 +139,7 @@ class ReplayBuffer:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        if int(dim) < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim}")
-        if int(buffer_size) < 1:
-            raise ValueError(f"buffer_size must be a positive integer, got {buffer_size}")
+        dim, buffer_size = check_count(dim, "dim"), check_count(buffer_size, "buffer_size")
         reinit_fraction = float(reinit_fraction)
         if not 0.0 <= reinit_fraction <= 1.0:
             raise ValueError(f"reinit_fraction must lie in [0, 1], got {reinit_fraction}")

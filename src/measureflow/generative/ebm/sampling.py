@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import check_particles
+from measureflow._core import check_count, check_particles
 from measureflow.samplers import sample as run_sampler
 from measureflow.targets import Target
 
@@ -110,11 +110,7 @@ def sample_ebm(
     (8, 2)
     """
     target = EnergyTarget(energy_net)
-    n, n_steps = int(n), int(n_steps)
-    if n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
+    n, n_steps = check_count(n, "n"), check_count(n_steps, "n_steps")
     burn_in = n_steps // 2 if burn_in is None else int(burn_in)
     if not 0 <= burn_in < n_steps:
         raise ValueError(f"burn_in must lie in [0, n_steps = {n_steps}), got {burn_in}")

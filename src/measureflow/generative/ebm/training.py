@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from measureflow._core import check_count
 from measureflow.generative.ebm.buffer import ReplayBuffer
 from measureflow.generative.train import EMA, TrainTask
 
@@ -160,9 +161,7 @@ class EBMTask(TrainTask):
         lr = float(lr)
         if not math.isfinite(lr) or lr <= 0:
             raise ValueError(f"lr must be a finite positive number, got {lr!r}")
-        self.n_langevin = int(n_langevin)
-        if self.n_langevin < 1:
-            raise ValueError(f"n_langevin must be a positive integer, got {n_langevin!r}")
+        self.n_langevin = check_count(n_langevin, "n_langevin")
         self.step_size = float(step_size)
         if not math.isfinite(self.step_size) or self.step_size <= 0:
             raise ValueError(f"step_size must be a finite positive number, got {step_size!r}")
@@ -172,9 +171,7 @@ class EBMTask(TrainTask):
         self.optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas))
         self.scheduler = None
         if lr_decay_steps is not None:
-            lr_decay_steps = int(lr_decay_steps)
-            if lr_decay_steps < 1:
-                raise ValueError(f"lr_decay_steps must be a positive integer or None, got {lr_decay_steps!r}")
+            lr_decay_steps = check_count(lr_decay_steps, "lr_decay_steps")
             lr_final_fraction = float(lr_final_fraction)
             if not 0.0 <= lr_final_fraction <= 1.0:
                 raise ValueError(f"lr_final_fraction must lie in [0, 1], got {lr_final_fraction!r}")

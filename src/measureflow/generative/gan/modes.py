@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 
 __all__ = ["ModeReport", "mode_diagnostics"]
 
@@ -59,8 +59,7 @@ def mode_diagnostics(samples: Tensor, centers: Tensor, std: float, *, n_std: flo
         raise ValueError("need at least one sample and one mode")
     std = check_positive(std, "std")
     n_std = check_positive(n_std, "n_std")
-    if isinstance(min_count, bool) or int(min_count) != min_count or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+    check_count(min_count, "min_count")
     # A non-finite sample (a diverged generator) is of low quality, not an error: its row is
     # replaced by a finite placeholder and excluded.
     finite = torch.isfinite(samples).all(dim=1)

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from measureflow.generative.nets import _check_int, _check_scale
+from measureflow._core import check_count
+from measureflow.generative.nets import _check_scale
 
 __all__ = ["ACTIVATIONS", "Critic", "Generator", "ParticleGenerator", "softplus_sharpness"]
 
@@ -54,7 +55,7 @@ def softplus_sharpness(beta1: float, alpha: float, n_hidden: int) -> float:
     4.0
     """
     return 4 * _check_scale(beta1, "beta1") / (_check_scale(alpha, "alpha")
-                                                   * _check_int(n_hidden, "n_hidden"))
+                                                   * check_count(n_hidden, "n_hidden"))
 
 
 class _Softplus(nn.Module):
@@ -93,9 +94,9 @@ class Generator(nn.Module):
     def __init__(self, latent_dim: int, out_shape: int | Sequence[int], hidden: int = 128,
                  depth: int = 3) -> None:
         super().__init__()
-        self.latent_dim = _check_int(latent_dim, "latent_dim")
+        self.latent_dim = check_count(latent_dim, "latent_dim")
         self.out_shape = _check_shape(out_shape, "out_shape")
-        hidden, depth = _check_int(hidden, "hidden"), _check_int(depth, "depth")
+        hidden, depth = check_count(hidden, "hidden"), check_count(depth, "depth")
         layers: list[nn.Module] = []
         width = self.latent_dim
         for _ in range(depth):
@@ -111,7 +112,7 @@ class Generator(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` samples ``(n, *out_shape)``, z ~ N(0, I) drawn from ``generator``."""
-        n = _check_int(n, "n")
+        n = check_count(n, "n")
         weight = self.body[0].weight
         z = torch.randn(n, self.latent_dim, generator=generator, dtype=weight.dtype, device=weight.device)
         return self(z)
@@ -129,7 +130,7 @@ class ParticleGenerator(nn.Module):
 
     def __init__(self, n_points: int, out_shape: int | Sequence[int], init: Tensor | None = None) -> None:
         super().__init__()
-        self.n_points = _check_int(n_points, "n_points")
+        self.n_points = check_count(n_points, "n_points")
         self.out_shape = _check_shape(out_shape, "out_shape")
         if init is None:
             init = torch.randn(self.n_points, *self.out_shape)
@@ -144,7 +145,7 @@ class ParticleGenerator(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` of the points ``(n, *out_shape)``, indices drawn uniformly from ``generator``."""
-        n = _check_int(n, "n")
+        n = check_count(n, "n")
         device = generator.device if generator is not None else self.points.device
         index = torch.randint(self.n_points, (n,), generator=generator, device=device)
         return self(index.to(self.points.device))
@@ -170,8 +171,8 @@ class Critic(nn.Module):
                  sharpness: float = 1.0) -> None:
         super().__init__()
         self.in_shape = _check_shape(in_shape, "in_shape")
-        self.out_dim = _check_int(out_dim, "out_dim")
-        hidden, depth = _check_int(hidden, "hidden"), _check_int(depth, "depth")
+        self.out_dim = check_count(out_dim, "out_dim")
+        hidden, depth = check_count(hidden, "hidden"), check_count(depth, "depth")
         self.lipschitz = _check_scale(lipschitz, "lipschitz")
         sharpness = _check_scale(sharpness, "sharpness")
         self.spectral_norm = bool(spectral_norm)

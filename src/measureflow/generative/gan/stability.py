@@ -46,6 +46,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from measureflow._core import check_count
+
 __all__ = ["RandomFourierFeatures", "Stability", "parse_stability", "rkhs_norm_squared", "rkhs_penalty",
            "theory_learning_rate"]
 
@@ -83,8 +85,7 @@ class Stability:
             object.__setattr__(self, name, _positive(getattr(self, name), name))
         if self.bandwidth is not None:
             object.__setattr__(self, "bandwidth", _positive(self.bandwidth, "bandwidth"))
-        if isinstance(self.n_features, bool) or not isinstance(self.n_features, int) or self.n_features < 1:
-            raise ValueError(f"n_features must be an integer >= 1, got {self.n_features!r}")
+        check_count(self.n_features, "n_features")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,8 +128,7 @@ def theory_learning_rate(stability: Stability, n_points: int = 1) -> float:
     >>> theory_learning_rate(Stability(1.0, 1.0, 3.0))
     0.1
     """
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
-        raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+    check_count(n_points, "n_points")
     return n_points / (7 * stability.alpha + stability.beta2)
 
 
@@ -148,10 +148,8 @@ class RandomFourierFeatures(nn.Module):
     def __init__(self, dim: int, n_features: int, bandwidth: float = 1.0,
                  generator: torch.Generator | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"n_features must be an integer >= 1, got {n_features!r}")
+        check_count(dim, "dim")
+        check_count(n_features, "n_features")
         bandwidth = _positive(bandwidth, "bandwidth")
         device = generator.device if generator is not None else None
         frequencies = torch.randn(dim, n_features, generator=generator, dtype=dtype, device=device)
