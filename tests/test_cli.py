@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import measureflow as mf
 from measureflow.checks import CheckResult, CheckSpec, registry
 from measureflow.cli import app
-from measureflow.cli.targets import load_user_target, resolve_target
+from measureflow.cli._common.targets import load_user_target, resolve_target
 
 # One intra-op thread: on a shared, oversubscribed 2-core machine torch's thread pool makes
 # small kernels up to 100x slower, and these tests are about the CLI, not speed.

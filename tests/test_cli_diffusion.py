@@ -28,9 +28,9 @@ import measureflow.generative.diffusion.training as diffusion_training
 from measureflow._core import make_generator
 from measureflow.cli import diffusion as diffusion_cli
 from measureflow.data import Standardizer, load_dataset, toy_mixture
-from measureflow.generative.diffusion import log_likelihood, probability_flow
-from measureflow.generative.diffusion.training import load_diffusion
-from measureflow.generative.ebm import load_ebm, sample_ebm
+from measureflow.generative import TrainedModel
+from measureflow.generative.diffusion import log_likelihood, probability_flow, score_model
+from measureflow.generative.ebm import sample_ebm
 from measureflow.generative.train import CHECKPOINT_NAME, save_checkpoint
 
 FAST = ["--batch-size", "64", "--n-data", "1000", "--no-progress"]
@@ -115,10 +115,10 @@ def test_samples_are_in_the_data_units(shifted, tmp_path):
         samples = torch.from_numpy(stored["samples"])
     # Exact: the file holds the library's probability-flow samples (same prior draws) mapped back
     # through the checkpoint's standardizer.
-    model = load_diffusion(run)
-    standardizer = Standardizer.from_dict(model.config["standardizer"])
+    trained = TrainedModel.load(run)
+    model = score_model(trained)
     x_T = model.sde.prior_sample((1000, 2), make_generator(1))  # noqa: N806
-    expected = standardizer.inverse(probability_flow(model.score, model.sde, x_T, 20).x)
+    expected = trained.standardizer.inverse(probability_flow(model, model.sde, x_T, 20).x)
     torch.testing.assert_close(samples, expected)
     # Loose, on the units alone: the data sit at (100, -50) with stds (1, 5). A crude 30-step
     # model's samples, in standardized units, have a mean of order one at most (they start from
@@ -143,10 +143,10 @@ def test_nll_is_reported_in_the_data_units(shifted, tmp_path):
     assert report["data"]["n"] == 40 and report["exact_divergence"] and report["true_nll_mean"] is None
     # The identity log p_data(x) = log p_std((x - m)/s) - sum log s, against the library run on
     # the same 40 rows (the CLI's subset: 40 of 600 drawn with a generator seeded by --seed).
-    model = load_diffusion(run)
-    standardizer = Standardizer.from_dict(model.config["standardizer"])
+    trained = TrainedModel.load(run)
+    model, standardizer = score_model(trained), trained.standardizer
     points = load_dataset(path, n=40, generator=make_generator(2)).x
-    log_p = log_likelihood(model.score, model.sde, standardizer.forward(points), rtol=1e-3,
+    log_p = log_likelihood(model, model.sde, standardizer.forward(points), rtol=1e-3,
                            atol=1e-3).log_prob
     nll_values = -log_p.double() + torch.log(standardizer.std).sum()
     assert report["log_std_sum"] == pytest.approx(math.log(5.0), abs=0.2)  # stds about (1, 5)
@@ -185,8 +185,29 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_an_old_checkpoint
     result = invoke(*base, "--lr", "1e-3", "--resume", "--out", moons_run)
     assert result.exit_code == 2 and "another config" in one_error_line(result), result.output
     result = invoke(*base, "--out", moons_run)
-    assert result.exit_code == 2 and "--resume" in one_error_line(result), result.output
+    line = one_error_line(result)
+    assert result.exit_code == 2 and "--resume" in line and "--overwrite" in line, result.output
     assert (moons_run / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_overwrite_starts_afresh_and_only_after_the_data_are_read(tmp_path):
+    out = tmp_path / "run"
+    base = ["diffusion", "train", "--data", "moons", *FAST, "--out", out]
+    result = invoke(*base, "--steps", "4", "--figure-samples", "10", "--checkpoint-every", "4")
+    assert result.exit_code == 0 and (out / "samples_step0000004.png").exists(), result.output
+    before = (out / CHECKPOINT_NAME).read_bytes()
+    # Bad data: refused before anything of the old run is removed.
+    result = invoke("diffusion", "train", "--data", tmp_path / "absent.csv", *FAST, "--out", out,
+                    "--steps", "3", "--overwrite")
+    assert result.exit_code == 2 and "does not exist" in one_error_line(result), result.output
+    assert (out / CHECKPOINT_NAME).read_bytes() == before and (out / "samples_step0000004.png").exists()
+    result = invoke(*base, "--steps", "3", "--figure-samples", "0", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert {path.name for path in out.iterdir()} == TRAIN_FILES
+    payload = torch.load(out / CHECKPOINT_NAME, weights_only=True)
+    assert payload["step"] == 3
+    data = json.loads((out / "result.json").read_text())
+    assert data["steps"] == 3 and data["history"]["resumed_from"] is None and data["settings"]["overwrite"]
 
 
 def bad_files(folder: Path) -> dict[str, Path]:
@@ -212,6 +233,7 @@ TRAIN_BAD = {
     "schedule of ve": (["--data", "moons", "--sde", "ve", "--schedule", "cosine"], "--schedule"),
     "zero lr": (["--data", "moons", "--lr", "0"], "--lr"),
     "resume without a run": (["--data", "moons", "--resume"], "does not exist"),
+    "resume and overwrite": (["--data", "moons", "--resume", "--overwrite"], "--overwrite"),
     "bad device": (["--data", "moons", "--device", "tpu"], "--device"),
 }
 
@@ -320,9 +342,9 @@ def test_ebm_train_then_sample_in_the_data_units(ebm_run, tmp_path):
     with np.load(out / "samples.npz") as stored:
         samples = torch.from_numpy(stored["samples"])
     # Exact: the library's MALA chains (same seed) mapped back through the stored standardizer.
-    energy, config = load_ebm(ebm_run)
-    standardizer = Standardizer.from_dict(config["standardizer"])
-    z = sample_ebm(energy, 100, n_steps=20, step_size=0.01, generator=make_generator(4))
+    trained = TrainedModel.load(ebm_run)
+    standardizer = trained.standardizer
+    z = sample_ebm(trained.network, 100, n_steps=20, step_size=0.01, generator=make_generator(4))
     torch.testing.assert_close(samples, standardizer.inverse(z))
 
 
@@ -335,11 +357,30 @@ def test_a_checkpoint_of_the_other_kind_is_refused(ebm_run, moons_run, tmp_path)
     assert not out.exists()
 
 
+def test_ebm_overwrite_replaces_the_run_and_its_landscapes(tmp_path):
+    out = tmp_path / "run"
+    base = ["ebm", "train", "--data", "8gaussians", "--batch-size", "64", "--buffer-size", "64", "--n-data",
+            "500", "--no-progress", "--out", out]
+    result = invoke(*base, "--steps", "4", "--checkpoint-every", "4")
+    assert result.exit_code == 0 and (out / "landscape_step0000004.png").exists(), result.output
+    result = invoke(*base, "--steps", "3")
+    line = one_error_line(result)
+    assert result.exit_code == 2 and "--resume" in line and "--overwrite" in line, result.output
+    result = invoke(*base, "--steps", "3", "--checkpoint-every", "3", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert {path.name for path in out.iterdir()} == TRAIN_FILES | {"landscape_step0000003.png"}
+    assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["step"] == 3
+    data = json.loads((out / "result.json").read_text())
+    assert data["steps"] == 3 and data["history"]["resumed_from"] is None
+    assert data["figures"] == ["loss.png", "landscape_step0000003.png"]
+
+
 EBM_BAD = {
     "digits": (["--data", "digits"], "vector data"),
     "negative steps": (["--data", "moons", "--steps", "-3"], "--steps"),
     "nan alpha": (["--data", "moons", "--alpha", "nan"], "--alpha"),
     "unknown data": (["--data", "spirals"], "unknown data"),
+    "resume and overwrite": (["--data", "moons", "--resume", "--overwrite"], "--overwrite"),
 }
 
 

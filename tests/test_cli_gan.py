@@ -28,7 +28,8 @@ from cli_helpers import (
 import measureflow.generative.gan.training as gan_training
 from measureflow._core import make_generator
 from measureflow.data import MODE_STD, Standardizer, load_dataset, toy_mixture
-from measureflow.generative.gan import LOSS_NAMES, load_gan, mode_diagnostics
+from measureflow.generative import TrainedModel
+from measureflow.generative.gan import LOSS_NAMES, mode_diagnostics
 from measureflow.generative.train import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 
 FAST = ["--batch-size", "32", "--n-data", "1000", "--no-progress"]
@@ -89,8 +90,7 @@ def test_train_writes_the_run_and_the_mode_diagnostics(ring_run):
     torch.testing.assert_close(standardizer.mean, points.double().mean(0))
     # Mode diagnostics: the library's on 2500 EMA samples (latent draws seeded by --seed) mapped
     # back to the data's units, where the ring's centres live.
-    loaded = load_gan(run)
-    samples = standardizer.inverse(loaded.model.sample(2500, make_generator(0)))
+    samples = TrainedModel.load(run).sample(2500, generator=make_generator(0))
     expected = mode_diagnostics(samples, toy_mixture("8gaussians").means, MODE_STD)
     modes = data["modes"]
     assert modes["n_modes"] == 8 and modes["n_samples"] == 2500
@@ -126,9 +126,9 @@ def test_samples_are_in_the_data_units(shifted, tmp_path):
     assert samples.shape == (400, 2) and bool(torch.isfinite(samples).all())
     # Exact: the file holds the library's EMA samples (same latent draws) mapped back through the
     # checkpoint's standardizer.
-    loaded = load_gan(run)
-    standardizer = Standardizer.from_dict(loaded.config["standardizer"])
-    torch.testing.assert_close(samples, standardizer.inverse(loaded.model.sample(400, make_generator(1))))
+    loaded = TrainedModel.load(run)
+    standardizer = loaded.standardizer
+    torch.testing.assert_close(samples, loaded.sample(400, generator=make_generator(1)))
     # On the units alone: the standardizer is the data's (means (100, -50), stds (1, 5)), so samples
     # left in standardized units would have a first coordinate of order one, not near 100.
     torch.testing.assert_close(standardizer.mean, torch.from_numpy(x.mean(0)))
@@ -232,8 +232,8 @@ def test_overwrite_starts_afresh(tmp_path):
 def test_interrupted_training_resumes_bitwise(tmp_path, monkeypatch, python_sigint):
     command = ["gan", "train", "--data", "moons", "--loss", "js", "--steps", "30", "--checkpoint-every", "10",
                "--figure-samples", "0", *FAST]
-    # Ctrl-C during generator step 13 (one generator_loss call per step), between two checkpoints.
-    whole, split = interrupt_and_resume(command, tmp_path, monkeypatch, gan_training, "generator_loss", 13)
+    # Ctrl-C during generator step 13 (one GANTask.step call per step), between two checkpoints.
+    whole, split = interrupt_and_resume(command, tmp_path, monkeypatch, gan_training.GANTask, "step", 13)
     assert split["step"] == 30
     for part in ("model", "critic"):
         assert_same_tensors(whole[part], split[part], part)

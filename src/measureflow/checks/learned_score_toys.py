@@ -42,13 +42,15 @@ from measureflow._core import make_generator
 from measureflow.checks._figures import format_list, new_figure, save_figure, to_numpy
 from measureflow.checks.base import CheckResult
 from measureflow.data import Standardizer, toy_2d, toy_mixture
+from measureflow.generative import TrainedModel
 from measureflow.generative.diffusion import (
     VPSDE,
     GaussianMixtureScore,
     log_likelihood,
     probability_flow,
+    score_model,
 )
-from measureflow.generative.diffusion.training import load_diffusion, train_diffusion
+from measureflow.generative.diffusion.training import train_diffusion
 from measureflow.metrics import mmd2
 
 __all__ = ["run"]
@@ -126,9 +128,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
                          floor=floor, name=name) -> None:
                 if exact is None:
                     return
-                loaded = load_diffusion(path, device)
+                loaded = score_model(TrainedModel.load(path, device=device))
                 fresh = standardizer.forward(toy_2d(name, N_EVAL, snapshot_generator, device=device))
-                learned = _ode_samples(loaded.score, sde, N_EVAL, snapshot_generator, device)
+                learned = _ode_samples(loaded, sde, N_EVAL, snapshot_generator, device)
                 reference = _ode_samples(exact, sde, N_EVAL, snapshot_generator, device).float()
                 snapshots.append({
                     "step": step,

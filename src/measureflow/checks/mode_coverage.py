@@ -93,7 +93,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from measureflow._core import make_generator
+from measureflow._core import check_count, make_generator
 from measureflow.checks._figures import new_figure, save_figure, to_numpy
 from measureflow.checks.base import CheckResult
 from measureflow.data import MODE_STD, Standardizer, toy_2d, toy_mixture
@@ -157,7 +157,7 @@ def uniform_ring_high_quality(n_modes: int, radius: float, std: float, n_std: fl
     >>> round(uniform_ring_high_quality(8, 2.0, 0.1), 4)
     0.3823
     """
-    n_modes = _count(n_modes, "n_modes")
+    n_modes = check_count(n_modes, "n_modes")
     radius, std, n_std = _positive(radius, "radius"), _positive(std, "std"), _positive(n_std, "n_std")
     half_chord = n_std * std / (2 * radius)
     if half_chord >= math.sin(math.pi / (2 * n_modes)):
@@ -196,7 +196,7 @@ def kl_interval(n_good: int, n_modes: int, level: float = KL_LEVEL) -> tuple[flo
     >>> round(low, 6), round(high, 5)
     (0.000121, 0.0065)
     """
-    n_good, n_modes = _count(n_good, "n_good"), _count(n_modes, "n_modes", minimum=2)
+    n_good, n_modes = check_count(n_good, "n_good"), check_count(n_modes, "n_modes", minimum=2)
     level = float(level)
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
@@ -237,8 +237,8 @@ def reference_law(n: int, n_modes: int, *, n_std: float = N_STD, min_count: int 
     >>> round(law.high_quality_fraction, 5), round(law.high_quality_se, 5), law.expected_covered
     (0.98889, 0.00234, 8.0)
     """
-    n, n_modes = _count(n, "n"), _count(n_modes, "n_modes")
-    min_count = _count(min_count, "min_count")
+    n, n_modes = check_count(n, "n"), check_count(n_modes, "n_modes")
+    min_count = check_count(min_count, "min_count")
     p = high_quality_probability(n_std, dim)
     miss = float(stats.binom.cdf(min_count - 1, n, p / n_modes))
     return ReferenceLaw(
@@ -336,14 +336,8 @@ def _positive(value: Any, name: str) -> float:
     return float(value)
 
 
-def _count(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _dimension(dim: Any) -> int:
-    return _count(dim, "dim")
+    return check_count(dim, "dim")
 
 
 def _run_seed(seed: int, toy_index: int, loss_index: int) -> int:

@@ -7,6 +7,7 @@ from measureflow.checks import (
     averaged_sgd,
     bayes_classifier,
     benamou_brenier,
+    change_of_variables,
     de_bruijn,
     diffusion_digits,
     distance_geometry,
@@ -152,6 +153,12 @@ CHECKS: dict[str, CheckSpec] = {
         "a diffusion model trained on 8x8 digits generates digits a classifier recognizes, in "
         "balanced classes; Frechet distance vs held-out",
         diffusion_digits.run,
+    ),
+    "change-of-variables": CheckSpec(
+        "change-of-variables",
+        "a normalizing flow's exact NLL exceeds the true NLL by KL(p || q) >= 0, small after training, "
+        "and its density integrates to 1; flow vs diffusion NLL at equal training time",
+        change_of_variables.run,
     ),
     "ebm-mixture": CheckSpec(
         "ebm-mixture",

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from measureflow import __version__
-from measureflow.cli import checks, diffusion, ebm, flow, gan, nets, report, sample
+from measureflow.cli import checks, diffusion, ebm, flow, flow_model, gan, nets, report, sample
 
 __all__ = ["app", "main"]
 
@@ -48,6 +48,7 @@ app.command("demo")(checks.demo)
 app.command("report")(report.report)
 app.add_typer(diffusion.diffusion_app, name="diffusion")
 app.add_typer(ebm.ebm_app, name="ebm")
+app.add_typer(flow_model.flow_model_app, name="flow-model")
 app.add_typer(gan.gan_app, name="gan")
 app.add_typer(nets.nets_app, name="nets")
 

@@ -24,7 +24,7 @@ from measureflow.cli._common import (
     json_safe,
     user_errors,
 )
-from measureflow.cli.targets import TARGETS, resolve_target
+from measureflow.cli._common.targets import TARGETS, resolve_target
 from measureflow.report import save_figure
 
 __all__ = ["FUNCTIONALS", "FlowSettings", "FunctionalChoice", "flow"]

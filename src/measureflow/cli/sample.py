@@ -24,7 +24,7 @@ from measureflow.cli._common import (
     json_safe,
     user_errors,
 )
-from measureflow.cli.targets import TARGETS, resolve_target
+from measureflow.cli._common.targets import TARGETS, resolve_target
 from measureflow.report import function_posterior_figure, sample_figure, save_figure
 from measureflow.samplers.annealed import SCHEDULES
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from measureflow import targets
-from measureflow.cli._common import check_memory
+from measureflow.cli._common.base import check_memory
 from measureflow.data import breast_cancer
 from measureflow.targets import Target
 

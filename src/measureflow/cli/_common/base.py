@@ -1,5 +1,6 @@
-"""What every command shares: turning library errors into one line and exit code 2, and the
-validation of the options all commands have (seed, device, output folder)."""
+"""What every command shares: turning library errors into one line and exit code 2, the
+validation of the options all commands have (seed, device, output folder), and the printed table
+and JSON file every command ends with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from typing import Any, NoReturn
 
 import torch
 import typer
+from rich.console import Console
+from rich.table import Table
+from torch import Tensor
+
+from measureflow._core import atomic_write_json
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -25,9 +31,13 @@ __all__ = [
     "check_positive_number",
     "check_seed",
     "fail",
+    "format_number",
     "interruptible",
     "json_safe",
+    "mean_and_standard_error",
+    "print_table",
     "user_errors",
+    "write_json",
 ]
 
 EXIT_FAILED = 1  # a check ran and its verdict is FAIL
@@ -156,3 +166,29 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    atomic_write_json(path, json_safe(value))
+
+
+def format_number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """A two-column (quantity, value) table on stdout."""
+    table = Table(title=title, show_header=False)
+    table.add_column("quantity", style="bold")
+    table.add_column("value")
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+def mean_and_standard_error(values: Tensor) -> tuple[float, float | None]:
+    """The mean of ``values`` ``(n,)`` and its standard error s / sqrt(n) (None for n = 1)."""
+    wide = values.detach().double().cpu()
+    n = wide.shape[0]
+    error = float(wide.std(unbiased=True) / math.sqrt(n)) if n > 1 else None
+    return float(wide.mean()), error
