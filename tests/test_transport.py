@@ -610,7 +610,7 @@ def test_bad_inputs_raise_clear_errors():
         sinkhorn_divergence(x, y, 0.1, y_weights=torch.ones(5))
     with pytest.raises(ValueError, match=r"directions must be one of \('random', 'quasi'\), got 'sobol'"):
         sliced_wasserstein(x, y, directions="sobol")
-    with pytest.raises(ValueError, match="n_projections must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="n_projections must be a positive integer, got 0"):
         sliced_wasserstein(x, y, n_projections=0)
     with pytest.raises(ValueError, match="scaling must lie in"):
         sinkhorn_divergence(x, y, 0.1, scaling=1.5)

@@ -36,7 +36,8 @@ reflections) and, as E|M(X - m0) + m1 - X|^2 from particles, at a few angles; th
 identity with ``gaussian_w2`` on the interpolated covariances for all pairs s != t of a time grid.
 (b) ``mf.pde.FokkerPlanck1D`` on the OU energy from N(2, 0.5^2), ``sol.w2()`` at times t; R
 replicates of n ULA particles (step h), each giving W2(empirical, N(0, 1/beta)) exactly (the
-integral of (x_(i) - Phi^{-1}(u))^2 over u in ((i - 1)/n, i/n] has a closed form).
+integral of (x_(i) - Phi^{-1}(u))^2 over u in ((i - 1)/n, i/n] has a closed form:
+``wasserstein_1d_to_normal``).
 
 Verdict. (a) |particle action - W2^2| < 4 SE; min over the angle grid of the closed-form action
 is >= W2^2 - 1e-10 and within the grid's resolution of it (quadratic in the spacing: 1e-6 relative
@@ -65,9 +66,14 @@ from measureflow import targets
 from measureflow._core import make_generator
 from measureflow.checks._figures import format_list, new_figure, save_figure, to_numpy
 from measureflow.checks.base import CheckResult
-from measureflow.metrics import gaussian_brenier_map, gaussian_w2
+from measureflow.metrics import (
+    gaussian_brenier_map,
+    gaussian_w2,
+    symmetric_matrix_power,
+    wasserstein_1d_to_normal,
+)
 
-__all__ = ["run", "w2_to_standard_normal"]
+__all__ = ["run"]
 
 NAME = "benamou-brenier"
 Z = 4.0
@@ -114,11 +120,6 @@ def _rotation(angle: Tensor) -> Tensor:
     return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
 
 
-def _symmetric_root(matrix: Tensor, power: float) -> Tensor:
-    values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.pow(power)) @ vectors.T
-
-
 def _linear_action(maps: Tensor, m0: Tensor, S0: Tensor, m1: Tensor) -> Tensor:  # noqa: N803
     """|m1 - m0|^2 + tr((M - I) S0 (M - I)^T) for a batch of maps ``(..., d, d)``."""
     excess = maps - torch.eye(S0.shape[0], dtype=S0.dtype)
@@ -158,28 +159,6 @@ def _eulerian_action(matrix: Tensor, m0: Tensor, S0: Tensor, m1: Tensor, n: int,
     return action, math.sqrt(sum(variances)) / N_SLICES, energies
 
 
-def w2_to_standard_normal(x: Tensor, scale: float = 1.0) -> Tensor:
-    """Exact W2 between the empirical measure of ``x`` ``(n,)`` and N(0, scale^2).
-
-    With x_(i) sorted and Phi^{-1} the standard normal quantile, on u in ((i-1)/n, i/n]:
-    int Phi^{-1} = phi(z_{i-1}) - phi(z_i) and int (Phi^{-1})^2 = [u - z phi(z)]_{i-1}^{i},
-    z_i = Phi^{-1}(i/n) (the terms at u = 0, 1 vanish).
-    """
-    n = x.shape[0]
-    ordered = torch.sort(x.double() / scale).values
-    normal = torch.distributions.Normal(0.0, 1.0)
-    u = torch.arange(1, n, dtype=torch.float64, device=x.device) / n
-    z = normal.icdf(u)
-    density = torch.exp(normal.log_prob(z))
-    zero = torch.zeros(1, dtype=torch.float64, device=x.device)
-    phi = torch.cat([zero, density, zero])
-    z_phi = torch.cat([zero, z * density, zero])
-    first = phi[:-1] - phi[1:]
-    second = 1.0 / n - (z_phi[1:] - z_phi[:-1])
-    squared = (ordered.square() / n - 2 * ordered * first + second).sum()
-    return scale * squared.clamp_min(0).sqrt()
-
-
 def _gaussian_w2_1d(mean: float, variance: float, target_variance: float) -> float:
     return math.hypot(mean, math.sqrt(variance) - math.sqrt(target_variance))
 
@@ -199,13 +178,13 @@ def _geodesic_part(settings: _Settings, generator: torch.Generator, device: str)
     x0 = x0 @ torch.linalg.cholesky(S0).T.to(device) + m0.to(device)
 
     # Competing maps S1^{1/2} Q S0^{-1/2} over rotations and reflections Q.
-    root1, inverse_root0 = _symmetric_root(S1, 0.5), _symmetric_root(S0, -0.5)
+    root1, inverse_root0 = symmetric_matrix_power(S1, 0.5), symmetric_matrix_power(S0, -0.5)
     angles = torch.arange(0.0, 360.0, ANGLE_STEP_DEGREES, dtype=torch.float64)
     rotations = _rotation(torch.deg2rad(angles))
     flip = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
     rotation_actions = _linear_action(root1 @ rotations @ inverse_root0, m0, S0, m1)
     reflection_actions = _linear_action(root1 @ rotations @ flip @ inverse_root0, m0, S0, m1)
-    optimal_q = _symmetric_root(S1, -0.5) @ brenier.matrix @ _symmetric_root(S0, 0.5)
+    optimal_q = symmetric_matrix_power(S1, -0.5) @ brenier.matrix @ symmetric_matrix_power(S0, 0.5)
     optimal_angle = math.degrees(math.atan2(float(optimal_q[1, 0]), float(optimal_q[0, 0]))) % 360
     # Particle actions of a few competing maps, to show the closed-form curve is what particles see.
     sample_angles = [optimal_angle + offset for offset in (-90.0, -30.0, 30.0, 90.0)]
@@ -296,7 +275,7 @@ def _grid_part(settings: _Settings, generator: torch.Generator, device: str) -> 
                     x.shape, generator=generator, dtype=x.dtype, device=x.device
                 )
             done = k
-            estimates[replicate, column] = float(w2_to_standard_normal(x, math.sqrt(target_variance)))
+            estimates[replicate, column] = float(wasserstein_1d_to_normal(x, 0.0, math.sqrt(target_variance)))
     particle_mean = estimates.mean(0)
     particle_se = estimates.std(0, ddof=1) / math.sqrt(settings.n_replicates)
     return {

@@ -36,8 +36,9 @@ Method and tolerances (all float64).
    - W1, W2 (``wasserstein``): the triangle inequality gives the deterministic bound
      |W_p(mu_n, nu_n) - t| <= W_p(mu_n, mu) + W_p(nu_n, nu), and in 1-D the one-sample distance
      to N(m, s^2) is exact: W_p^p = sum_i int_{(i-1)/n}^{i/n} |x_(i) - m - s Q(u)|^p du with Q the
-     standard normal quantile, integrated in closed form (int Q = -phi(Q), int Q^2 = u - Q phi(Q)).
-     The tolerance is that bound (+1e-12): it cannot be exceeded by a correct W_p.
+     standard normal quantile, integrated in closed form (int Q = -phi(Q), int Q^2 = u - Q phi(Q);
+     ``wasserstein_1d_to_normal``). The tolerance is that bound (+1e-12): it cannot be exceeded
+     by a correct W_p.
    - MMD^2 (unbiased ``mmd2``, h = 1): R independent repetitions; |mean - closed form| < 5 SE,
      SE = sd / sqrt(R) (Student t with R - 1 >= 15 degrees of freedom: P(|T| > 5) < 2e-4 per t).
    - KL (``knn_kl``, k = 5): R repetitions for t <= 2 s, gated for t <= s / 2 where the supports
@@ -86,9 +87,10 @@ from measureflow.metrics import (
     knn_kl,
     mmd2,
     wasserstein,
+    wasserstein_1d_to_normal,
 )
 
-__all__ = ["one_sample_gaussian_wasserstein", "run"]
+__all__ = ["run"]
 
 NAME = "distance-geometry"
 WIDTH = 0.05  # s, the standard deviation of the narrow Gaussians
@@ -124,41 +126,6 @@ SETTINGS = {"quick": _Settings(n=500, repetitions=16), "full": _Settings(n=2000,
 
 # --------------------------------------------------------------------------------------------------
 # closed forms and quadratures
-
-
-def _normal_pdf(z: Tensor) -> Tensor:
-    return torch.exp(-0.5 * z.square()) / math.sqrt(2 * math.pi)
-
-
-def one_sample_gaussian_wasserstein(sample: Tensor, mean: float, scale: float) -> tuple[float, float]:
-    """(W1, W2) between the empirical measure of ``sample`` ``(n,)`` and N(mean, scale^2), exactly.
-
-    W_p^p = sum_i int_{u_{i-1}}^{u_i} |x_(i) - mean - scale Q(u)|^p du, u_i = i / n, Q the standard
-    normal quantile. With z = Q(u): int Q du = -phi(z) and int Q^2 du = u - z phi(z), so
-    W2^2 = sum_i [c_i^2 / n - 2 c_i s (phi(z_{i-1}) - phi(z_i)) + s^2 (1/n + z_{i-1} phi(z_{i-1})
-    - z_i phi(z_i))], c_i = x_(i) - mean; for W1 the interval is split where Q(u) = c_i / s.
-
-    >>> import torch
-    >>> w1, w2 = one_sample_gaussian_wasserstein(torch.zeros(1), 0.0, 1.0)  # E|Z|, sqrt(E Z^2)
-    >>> print(round(w1, 6), round(w2, 6))
-    0.797885 1.0
-    """
-    values = torch.sort(sample.reshape(-1).to(torch.float64) - mean).values
-    n = values.shape[0]
-    edges = torch.arange(n + 1, dtype=torch.float64, device=values.device) / n
-    z = torch.special.ndtri(edges)  # -inf, ..., +inf
-    density = _normal_pdf(z)  # 0 at the infinite ends
-    z_density = torch.where(torch.isfinite(z), z * density, torch.zeros_like(z))
-    lower, upper = slice(0, n), slice(1, n + 1)
-    w2_squared = (values.square() / n - 2 * values * scale * (density[lower] - density[upper])
-                  + scale**2 * (1.0 / n + z_density[lower] - z_density[upper])).sum()
-    # W1: on [a, b] with split point c = clamp(Phi(x / s), a, b):
-    # int_a^c (x - s Q) + int_c^b (s Q - x) = x (2c - a - b) + s (2 phi(z_c) - phi(z_a) - phi(z_b)).
-    split = torch.maximum(torch.minimum(torch.special.ndtr(values / scale), edges[upper]), edges[lower])
-    split_density = _normal_pdf(torch.special.ndtri(split))
-    w1 = (values * (2 * split - edges[lower] - edges[upper])
-          + scale * (2 * split_density - density[lower] - density[upper])).sum()
-    return float(w1), float(w2_squared.clamp_min(0).sqrt())
 
 
 def _gaussian_grid(shift: float, width: float, spacing: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -313,10 +280,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
                 if repetition == 0:
                     row["w1_sample"] = float(wasserstein(x, y, p=1))
                     row["w2_sample"] = float(wasserstein(x, y, p=2))
-                    x_w1, x_w2 = one_sample_gaussian_wasserstein(x, 0.0, WIDTH)
-                    y_w1, y_w2 = one_sample_gaussian_wasserstein(y, shift, WIDTH)
-                    row["w1_bound"] = x_w1 + y_w1
-                    row["w2_bound"] = x_w2 + y_w2
+                    row["w1_bound"] = float(wasserstein_1d_to_normal(x, 0.0, WIDTH, p=1)
+                                            + wasserstein_1d_to_normal(y, shift, WIDTH, p=1))
+                    row["w2_bound"] = float(wasserstein_1d_to_normal(x, 0.0, WIDTH, p=2)
+                                            + wasserstein_1d_to_normal(y, shift, WIDTH, p=2))
                     row["js_sample"] = float(js_divergence(x, y, classifier="logistic", generator=generator))
             mmd_array = np.array(mmd_values)
             row["mmd2_sample_mean"] = float(mmd_array.mean())

@@ -24,7 +24,11 @@ Method. P = N(0, 1), Q = N(1, 1.25^2) in 1-D. Q is wider than P, so every diverg
 optimal critic is linear in x (a leaky-ReLU network must bend). For each divergence a fresh
 ``Critic`` (float64, leaky ReLU) is trained by Adam with a cosine decay of the learning rate to
 1% of its start (the decay removes most of the last iterate's stochastic jitter) on fresh
-batches of P and Q every step, maximizing ``variational_bound``. The bound of the trained
+batches of P and Q every step (``fit_critic`` with samplers), maximizing ``variational_bound``.
+Fresh batches, not batches resampled from a fixed sample of the same total size: with a fixed
+sample of n_steps x batch_size points a side, the reverse-KL gap over seeds 0-9 (quick) doubled
+(mean 0.69% against 0.38%, worst 1.17% against 0.61%), its optimal critic -q/p living in P's
+lower tail, which a fixed sample covers with the same few points every step. The bound of the trained
 critic and the true value are then integrated by the trapezoid rule on a uniform grid covering
 both means +- 12 standard deviations (spacing 0.005):
 
@@ -65,9 +69,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import make_generator
+from measureflow._core import check_count, make_generator, seeded_build
 from measureflow.checks._figures import format_list, new_figure, save_figure
 from measureflow.checks.base import CheckResult
+from measureflow.generative.gan.critic import fit_critic
 from measureflow.generative.gan.divergences import F_DIVERGENCES, FDivergence, f_divergence, variational_bound
 from measureflow.generative.gan.nets import Critic
 
@@ -237,26 +242,25 @@ def train_critic(
 ) -> list[tuple[int, object]]:
     """Maximize the variational bound E_P[g_f(v)] - E_Q[f*(g_f(v))] over ``critic`` in place.
 
-    Each of the ``n_steps`` Adam steps draws fresh batches ``sample_p(batch_size, generator)``
-    and ``sample_q(batch_size, generator)`` (each ``(batch_size, *shape)``), runs the critic once
-    on both and ascends ``variational_bound``; the learning rate decays from ``learning_rate`` to
-    1% of it on a cosine schedule. ``evaluate(critic, step)`` is called (under ``no_grad``) after
-    each number of steps listed in ``eval_steps`` (0 = before training); returns the list of
-    ``(step, evaluate(critic, step))``.
+    Each of the ``n_steps`` Adam steps of :func:`~measureflow.generative.gan.critic.fit_critic`
+    draws fresh batches ``sample_p(batch_size, generator)`` and ``sample_q(batch_size, generator)``
+    (each ``(batch_size, *shape)``), runs the critic once on both and ascends
+    ``variational_bound``; the learning rate decays from ``learning_rate`` to 1% of it on a cosine
+    schedule.
+    ``evaluate(critic, step)`` is called (under ``no_grad``) after each number of steps listed in
+    ``eval_steps`` (0 = before training); returns the list of ``(step, evaluate(critic, step))``.
 
+    >>> from measureflow._core import seeded_build
     >>> g = torch.Generator().manual_seed(0)
-    >>> with torch.random.fork_rng(devices=[]):
-    ...     _ = torch.manual_seed(0)
-    ...     critic = Critic(1, hidden=8, depth=1).double()
+    >>> critic = seeded_build(lambda: Critic(1, hidden=8, depth=1).double(), g)
     >>> draw = lambda m: (lambda n, gen: m + torch.randn(n, 1, generator=gen, dtype=torch.float64))
     >>> history = train_critic(critic, "kl", draw(1.0), draw(0.0), n_steps=5, batch_size=16,
     ...                        learning_rate=0.01, generator=g, evaluate=lambda c, s: 1, eval_steps=[0, 5])
     >>> [step for step, _ in history]
     [0, 5]
     """
-    for value, name in ((n_steps, "n_steps"), (batch_size, "batch_size")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_steps = check_count(n_steps, "n_steps")
+    batch_size = check_count(batch_size, "batch_size")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be a finite positive number, got {learning_rate!r}")
     wanted = sorted(set(eval_steps))
@@ -266,26 +270,16 @@ def train_critic(
         raise ValueError("eval_steps given without an evaluate callable")
     history: list[tuple[int, object]] = []
 
-    def record(step: int) -> None:
+    def record(step: int, trained: torch.nn.Module) -> None:
         if evaluate is not None and step in wanted:
             with torch.no_grad():
-                history.append((step, evaluate(critic, step)))
+                history.append((step, evaluate(trained, step)))
 
-    optimizer = torch.optim.Adam(critic.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=n_steps, eta_min=FINAL_LR_FRACTION * learning_rate)
-    record(0)
-    for step in range(1, n_steps + 1):
-        real = sample_p(batch_size, generator)
-        fake = sample_q(batch_size, generator)
-        # One forward pass over both batches: half the per-call overhead of two small ones.
-        out = critic(torch.cat([real, fake]))
-        loss = -variational_bound(out[:batch_size], out[batch_size:], divergence)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        record(step)
+    record(0, critic)
+    fit_critic(critic, sample_p, sample_q,
+               loss=lambda p_out, q_out: -variational_bound(p_out, q_out, divergence),
+               n_steps=n_steps, generator=generator, batch_size=batch_size, learning_rate=learning_rate,
+               final_learning_rate=FINAL_LR_FRACTION * learning_rate, after_step=record)
     return history
 
 
@@ -349,11 +343,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         truth_coarse = float(f_divergence(grid.log_p[::2], grid.log_q[::2], grid.coarse_weights, row))
         closed = gaussian_f_divergence(name, P_MEAN, P_STD, Q_MEAN, Q_STD) \
             if name in ("kl", "reverse-kl", "pearson", "hellinger") else None
-        net_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(net_seed)
-            critic = Critic(1, hidden=settings.hidden, depth=settings.depth).to(dtype=torch.float64)
-        critic = critic.to(device)
+        critic = seeded_build(
+            lambda: Critic(1, hidden=settings.hidden, depth=settings.depth).to(dtype=torch.float64), generator
+        ).to(device)
         history = train_critic(
             critic, row, sample_p, sample_q, n_steps=settings.n_steps, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, generator=generator,

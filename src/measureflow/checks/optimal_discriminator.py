@@ -29,18 +29,18 @@ log D = g(v) = -softplus(-v), -log(1 - D) = f*(g(v)) = softplus(v), and V(D) =
 
 Method. 1-D: data p_D = 1/2 N(-1.5, 0.6^2) + 1/2 N(1.5, 0.6^2), the frozen generator G(z) = 1.5 z,
 z ~ N(0, 1), so p_theta = N(0, 1.5^2); the two overlap (JS = 0.087 nats of at most log 2) and D*
-is not monotone (it peaks near the data modes, dips at 0 and vanishes in the tails, where
-p_theta dominates). A ``Critic`` (float64, leaky ReLU) is trained by Adam, the learning rate
-decaying on a cosine to 1% of its start, on fresh batches of data and generator samples every
-step, maximizing ``variational_bound`` with the ``gan`` row. At 20 points of training we evaluate
-by the trapezoid rule on a uniform grid (spacing 0.005, covering +-12 standard deviations of
-p_theta): V(D) (exact expectations, no sampling), RMS = (int p_mix (D - D*)^2)^(1/2), and the
-largest |D - D*| on the bulk {p_mix >= 1% of its maximum} (|x| <= 4.2). The optimum V(D*) is
-``f_divergence(..., "gan")`` by quadrature, cross-checked against 2 ``jensen_shannon_grid`` -
-log 4 (to 1e-9). The quadrature allowance for the value is |V_h - V_2h| + |V*_h - V*_2h| (the
-same sums over every other node) plus the integrand at the grid ends times 1.5 (its tail) plus
-1e-9: the leaky-ReLU network has kinks, where the trapezoid rule is O(h^2), and halving the grid
-bounds that error by about 3x.
+is not monotone (it peaks near the data modes, dips at 0 and vanishes in the tails, where p_theta
+dominates). A ``Critic`` (float64, leaky ReLU) is trained by Adam, the learning rate decaying on a
+cosine to 1% of its start, on fresh batches of data and generator samples every step
+(``fgan_bound.train_critic`` over ``fit_critic``), maximizing ``variational_bound`` with the
+``gan`` row. At 20 points of training we evaluate by the trapezoid rule on a uniform grid (spacing
+0.005, covering +-12 standard deviations of p_theta): V(D) (exact expectations, no sampling),
+RMS = (int p_mix (D - D*)^2)^(1/2), and the largest |D - D*| on the bulk {p_mix >= 1% of its
+maximum} (|x| <= 4.2). The optimum V(D*) is ``f_divergence(..., "gan")`` by quadrature,
+cross-checked against 2 ``jensen_shannon_grid`` - log 4 (to 1e-9). The quadrature allowance for
+the value is |V_h - V_2h| + |V*_h - V*_2h| (the same sums over every other node) plus the
+integrand at the grid ends times 1.5 (its tail) plus 1e-9: the leaky-ReLU network has kinks, where
+the trapezoid rule is O(h^2), and halving the grid bounds that error by about 3x.
 
 Verdict. (a) D vs D*: the bulk maximum <= ``max_error`` (the RMS is reported, not judged: by
 Pinsker, 4 RMS^2 <= V(D*) - V(D) holds exactly for the quadrature sums, so the gap tolerance of
@@ -67,7 +67,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import make_generator
+from measureflow._core import make_generator, seeded_build
 from measureflow.checks._figures import new_figure, save_figure, to_numpy
 from measureflow.checks.base import CheckResult
 from measureflow.checks.fgan_bound import (
@@ -221,11 +221,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
 
     eval_steps = sorted({int(round(k * settings.n_steps / N_EVALS)) for k in range(N_EVALS + 1)})
     snapshot_steps = {eval_steps[0], eval_steps[1], eval_steps[len(eval_steps) // 4], eval_steps[-1]}
-    net_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(net_seed)
-        critic = Critic(1, hidden=settings.hidden, depth=settings.depth).to(dtype=torch.float64)
-    critic = critic.to(device)
+    critic = seeded_build(
+        lambda: Critic(1, hidden=settings.hidden, depth=settings.depth).to(dtype=torch.float64), generator
+    ).to(device)
     data, frozen_generator = _samplers(device)
     history = train_critic(
         critic, "gan", data, frozen_generator, n_steps=settings.n_steps, batch_size=settings.batch_size,

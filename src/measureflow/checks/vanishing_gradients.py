@@ -48,7 +48,8 @@ of the claim.)
 
 Method. Float64 throughout. One critic initialization (``Critic(2, hidden=64, depth=2)``, leaky
 ReLU) is drawn from the seed and copied into two critics, trained by Adam (lr 1e-3, betas
-(0.5, 0.9)) with fresh data and model batches every step: one on the original GAN's critic loss
+(0.5, 0.9); ``fit_critic``) with fresh data and model batches every step: one on the original
+GAN's critic loss
 (``critic_loss("js", ...)``), one on WGAN-GP's (``critic_loss("wgan-gp", ...)`` +
 lambda ``gradient_penalty``, lambda = 10). Before every critic step (and after the last) the
 generator gradient is computed by autograd with respect to theta on a fresh batch of model
@@ -94,9 +95,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import make_generator
+from measureflow._core import make_generator, seeded_build
 from measureflow.checks._figures import new_figure, save_figure, to_numpy
 from measureflow.checks.base import CheckResult
+from measureflow.generative.gan.critic import fit_critic
 from measureflow.generative.gan.losses import critic_loss, generator_loss, gradient_penalty, mmd2_loss
 from measureflow.generative.gan.nets import Critic
 
@@ -259,35 +261,43 @@ def _uniform(n: int, generator: torch.Generator, device: str) -> Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64, device=device)
 
 
+def _weighted_gradient_penalty(critic: torch.nn.Module, real: Tensor, fake: Tensor,
+                               generator: torch.Generator) -> Tensor:
+    return GP_WEIGHT * gradient_penalty(critic, real, fake, generator)
+
+
 def _train_critic(loss: str, critic: torch.nn.Module, settings: _Settings, generator: torch.Generator,
                   device: str) -> dict:
-    """Train ``critic`` on ``loss`` with the generator frozen; the generator gradient before every step."""
+    """Train ``critic`` on ``loss`` with the generator frozen (fresh data and model batches every
+    step, through ``fit_critic``); the generator gradient before every step."""
     theta = torch.tensor(THETA, dtype=torch.float64, device=device, requires_grad=True)
     zero = torch.zeros((), dtype=torch.float64, device=device)
-    optimizer = torch.optim.Adam(critic.parameters(), lr=LEARNING_RATE, betas=BETAS)
     n = settings.batch_size
     # Theorem 2.4's bound is only drawn, not tested: ~100 points along the run are enough.
     every = max(1, settings.n_steps // 100)
     gradients, bound_steps, mean_d, bound = [], [], [], []
-    with torch.enable_grad():
-        for step in range(settings.n_steps + 1):
-            z = _uniform(n, generator, device)
-            gradients.append(generator_gradient(loss, critic, theta, z))
-            if loss == "js" and (step % every == 0 or step == settings.n_steps):
-                confidence, eps = _js_confidence(critic, theta, z)
-                bound_steps.append(step)
-                mean_d.append(confidence)
-                bound.append(eps / (1 - eps) if eps < 1 else math.inf)
-            if step == settings.n_steps:
-                break
-            real = translated_segment(zero, _uniform(n, generator, device))
-            fake = translated_segment(theta.detach(), _uniform(n, generator, device))
-            objective = critic_loss(loss, critic(real), critic(fake))
-            if loss == "wgan-gp":
-                objective = objective + GP_WEIGHT * gradient_penalty(critic, real, fake, generator)
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
+
+    def monitor(step: int, trained: torch.nn.Module) -> None:
+        """The generator gradient (and, for "js", Theorem 2.4's bound) after ``step`` critic steps."""
+        z = _uniform(n, generator, device)
+        gradients.append(generator_gradient(loss, trained, theta, z))
+        if loss == "js" and (step % every == 0 or step == settings.n_steps):
+            confidence, eps = _js_confidence(trained, theta, z)
+            bound_steps.append(step)
+            mean_d.append(confidence)
+            bound.append(eps / (1 - eps) if eps < 1 else math.inf)
+
+    def data(count: int, draw: torch.Generator) -> Tensor:
+        return translated_segment(zero, _uniform(count, draw, device))
+
+    def model(count: int, draw: torch.Generator) -> Tensor:
+        return translated_segment(theta.detach(), _uniform(count, draw, device))
+
+    monitor(0, critic)
+    fit_critic(critic, data, model, loss=lambda real_out, fake_out: critic_loss(loss, real_out, fake_out),
+               n_steps=settings.n_steps, generator=generator, batch_size=n, learning_rate=LEARNING_RATE,
+               betas=BETAS, penalty=_weighted_gradient_penalty if loss == "wgan-gp" else None,
+               after_step=monitor)
     return {"gradients": gradients, "bound_steps": bound_steps, "mean_d": mean_d, "bound": bound}
 
 
@@ -309,11 +319,8 @@ def _profile(critic: torch.nn.Module, device: str) -> tuple[np.ndarray, np.ndarr
 def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     settings = SETTINGS[size]
     generator = make_generator(seed, device)
-    net_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     # Both critics start from the same weights: the two losses see the same initial network.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(net_seed)
-        initial = Critic(2, hidden=HIDDEN, depth=DEPTH).to(dtype=torch.float64)
+    initial = seeded_build(lambda: Critic(2, hidden=HIDDEN, depth=DEPTH).to(dtype=torch.float64), generator)
     critics = {loss: copy.deepcopy(initial).to(device) for loss in ("js", "wgan-gp")}
     traces = {loss: _train_critic(loss, critic, settings, generator, device)
               for loss, critic in critics.items()}

@@ -1,9 +1,9 @@
 """Distances and divergences between measures, and sample diagnostics (ESS, R-hat).
 
 - kernels and MMD: ``mmd2``, ``mmd_witness``, ``mmd_test``, ``gaussian_mmd2``, the kernel classes;
-- optimal transport: ``wasserstein``, ``transport_plan``, ``barycentric_map``,
+- optimal transport: ``wasserstein``, ``transport_plan``, ``kantorovich_potentials``, ``barycentric_map``,
   ``sinkhorn_divergence``, ``sliced_wasserstein``, ``wasserstein_1d``, ``wasserstein_1d_grid``,
-  ``gaussian_w2``, ``gaussian_brenier_map``;
+  ``wasserstein_1d_to_normal``, ``gaussian_w2``, ``gaussian_brenier_map``, ``symmetric_matrix_power``;
 - divergences from samples: ``knn_kl``, ``knn_entropy``, ``js_divergence``, ``c2st``, ``fisher_divergence``,
   ``fisher_divergence_from_samples``, ``kde_score``; closed form ``gaussian_kl``;
 - Stein: ``ksd``, ``ksd_squared``;
@@ -44,15 +44,19 @@ from measureflow.metrics.mmd import MMDTestResult, gaussian_mmd2, mmd2, mmd_test
 from measureflow.metrics.stein import ksd, ksd_squared
 from measureflow.metrics.transport import (
     AffineMap,
+    KantorovichPotentials,
     barycentric_map,
     gaussian_brenier_map,
     gaussian_w2,
+    kantorovich_potentials,
     sinkhorn_divergence,
     sliced_wasserstein,
+    symmetric_matrix_power,
     transport_plan,
     wasserstein,
     wasserstein_1d,
     wasserstein_1d_grid,
+    wasserstein_1d_to_normal,
 )
 
 __all__ = [
@@ -61,6 +65,7 @@ __all__ = [
     "EnergyKernel",
     "GaussianKernel",
     "IMQKernel",
+    "KantorovichPotentials",
     "LaplaceKernel",
     "MMDTestResult",
     "RadialKernel",
@@ -78,6 +83,7 @@ __all__ = [
     "hellinger_grid",
     "jensen_shannon_grid",
     "js_divergence",
+    "kantorovich_potentials",
     "kde_score",
     "kl_grid",
     "knn_entropy",
@@ -92,9 +98,11 @@ __all__ = [
     "score_matching_objective",
     "sinkhorn_divergence",
     "sliced_wasserstein",
+    "symmetric_matrix_power",
     "total_variation_grid",
     "transport_plan",
     "wasserstein",
     "wasserstein_1d",
     "wasserstein_1d_grid",
+    "wasserstein_1d_to_normal",
 ]

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite, check_particles, check_positive
-from measureflow.metrics._validate import check_sample_pair
+from measureflow._core import check_count, check_finite, check_particles, check_positive
+from measureflow.metrics._validate import check_gaussian, check_sample_pair
 
 __all__ = [
     "C2STResult",
@@ -49,29 +49,6 @@ _BLOCK_ENTRIES = 1 << 22
 # --------------------------------------------------------------------------------------------
 # Gaussian KL, exact
 # --------------------------------------------------------------------------------------------
-
-
-def _check_gaussian(mean: Any, cov: Any, names: tuple[str, str]) -> tuple[Tensor, Tensor]:
-    m = check_finite(as_tensor(mean, names[0]), names[0])
-    s = check_finite(as_tensor(cov, names[1]), names[1])
-    if m.ndim < 1:
-        raise ValueError(f"{names[0]} must have shape (..., d), got a scalar; for d = 1 use shape (1,)")
-    if s.ndim < 2 or s.shape[-1] != s.shape[-2]:
-        raise ValueError(f"{names[1]} must have shape (..., d, d) (square), got {tuple(s.shape)}")
-    if s.shape[-1] != m.shape[-1]:
-        raise ValueError(
-            f"{names[0]} has dimension d = {m.shape[-1]} but {names[1]} is {s.shape[-2]} x "
-            f"{s.shape[-1]}; the covariance must be d x d"
-        )
-    # Cholesky reads one triangle only: a non-symmetric matrix would be silently symmetrized.
-    scale = s.abs().amax().clamp_min(torch.finfo(s.dtype).tiny)
-    asymmetry = (s - s.transpose(-1, -2)).abs().amax()
-    if float(asymmetry) > math.sqrt(torch.finfo(s.dtype).eps) * float(scale):
-        raise ValueError(
-            f"{names[1]} must be symmetric, got max |S - S^T| = {float(asymmetry):.3g} "
-            f"(largest entry {float(scale):.3g})"
-        )
-    return m, s
 
 
 def _cholesky(s: Tensor, name: str) -> Tensor:
@@ -102,8 +79,9 @@ def gaussian_kl(m1: Any, S1: Any, m2: Any, S2: Any) -> Tensor:
     >>> print(round(float(gaussian_kl(m1, S, m2, 4 * S)), 4))  # 1/2 [2/4 + 2/4 - 2 + 2 log 4]
     0.8863
     """
-    m1, S1 = _check_gaussian(m1, S1, ("m1", "S1"))
-    m2, S2 = _check_gaussian(m2, S2, ("m2", "S2"))
+    # Positive definiteness is left to the Cholesky factorization, which names the failing minor.
+    m1, S1 = check_gaussian(m1, S1, ("m1", "S1"), semidefinite=False)
+    m2, S2 = check_gaussian(m2, S2, ("m2", "S2"), semidefinite=False)
     if m1.shape[-1] != m2.shape[-1]:
         raise ValueError(
             f"the two Gaussians must have one dimension d, got {m1.shape[-1]} and {m2.shape[-1]}"
@@ -202,9 +180,7 @@ def knn_entropy(x: Any, k: int = 5) -> Tensor:
     n, d = x.shape
     if n < 2:
         raise ValueError(f"the k-NN entropy needs at least 2 particles, got n = {n}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    k = min(k, n - 1)
+    k = min(check_count(k, "k"), n - 1)
     rho = _kth_neighbour_distance(x, x, k, exclude_self=True)
     if bool((rho == 0).any()):
         raise ValueError(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from measureflow._core import check_positive
+from measureflow._core import check_count, check_positive
 from measureflow.metrics._validate import check_sample_pair
 
 __all__ = [
@@ -319,9 +319,7 @@ def pairwise_sum(x: Any, y: Any | None, kernel: RadialKernel, *, exclude_diagona
     x, y = check_sample_pair(x, x if symmetric else y)
     if exclude_diagonal and not symmetric:
         raise ValueError("exclude_diagonal applies to the sum of x against itself (y=None)")
-    block_size = int(block_size)
-    if block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size}")
+    block_size = check_count(block_size, "block_size")
     if symmetric:
         x = x - x.mean(0)
         y = x
@@ -355,6 +353,7 @@ def kernel_matmul(x: Any, y: Any, kernel: RadialKernel, v: Tensor, *,
     tensor([1.6065, 1.6065])
     """
     x, y = check_sample_pair(x, y)
+    block_size = check_count(block_size, "block_size")
     if v.ndim != 2 or v.shape[0] != y.shape[0]:
         raise ValueError(f"v must have shape ({y.shape[0]}, p), got {tuple(v.shape)}")
     v = v.to(dtype=x.dtype, device=x.device)

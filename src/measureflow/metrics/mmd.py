@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite
+from measureflow._core import as_tensor, check_count, check_finite
 from measureflow.metrics._validate import check_sample_pair
 from measureflow.metrics.kernels import (
     _COMPILE_MIN_PAIRS,
@@ -146,9 +146,7 @@ def mmd_test(x: Any, y: Any, kernel: str | RadialKernel = "gaussian",
     0.01
     """
     x, y = check_sample_pair(x, y)
-    n_permutations = int(n_permutations)
-    if n_permutations < 1:
-        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations}")
+    n_permutations = check_count(n_permutations, "n_permutations")
     n, m = x.shape[0], y.shape[0]
     if unbiased and min(n, m) < 2:
         raise ValueError("the unbiased statistic needs at least 2 points in each sample")

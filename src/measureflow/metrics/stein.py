@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite, check_particles, check_positive
+from measureflow._core import as_tensor, check_count, check_finite, check_particles, check_positive
 
 __all__ = ["imq_stein_kernel", "ksd", "ksd_squared"]
 
@@ -87,9 +87,7 @@ def ksd_squared(x: Any, score: Callable[[Tensor], Tensor] | Any, *, c: float = 1
     n = x.shape[0]
     if unbiased and n < 2:
         raise ValueError("the unbiased KSD^2 needs at least 2 points; use unbiased=False")
-    block_size = int(block_size)
-    if block_size < 1:
-        raise ValueError(f"block_size must be a positive integer, got {block_size}")
+    block_size = check_count(block_size, "block_size")
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for i0 in range(0, n, block_size):
         i1 = min(i0 + block_size, n)

@@ -1,4 +1,4 @@
-"""Optimal-transport distances and maps: exact (POT's network simplex), entropic, sliced, 1-D, Gaussian.
+"""Optimal transport: distances, maps, dual potentials; exact (POT), entropic, sliced, 1-D, Gaussian.
 
 Conventions shared by every function here:
 
@@ -19,27 +19,31 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import ot
 import torch
 from torch import Tensor
 
-from measureflow._core import as_tensor, check_finite, check_positive
-from measureflow.metrics._validate import check_density_pair, check_sample_pair, check_weights
+from measureflow._core import as_tensor, check_count, check_finite, check_positive
+from measureflow.metrics._validate import check_density_pair, check_gaussian, check_sample_pair, check_weights
 
 __all__ = [
     "AffineMap",
+    "KantorovichPotentials",
     "barycentric_map",
     "gaussian_brenier_map",
     "gaussian_w2",
+    "kantorovich_potentials",
     "sinkhorn_divergence",
     "sliced_wasserstein",
+    "symmetric_matrix_power",
     "transport_plan",
     "wasserstein",
     "wasserstein_1d",
     "wasserstein_1d_grid",
+    "wasserstein_1d_to_normal",
 ]
 
 # Elements of one block of the cost matrix in the Sinkhorn softmin: 2^20 float32 are 4 MiB, small
@@ -67,14 +71,6 @@ def _check_p(p: Any) -> float:
             f"got {p!r}"
         )
     return value
-
-
-def _check_count(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_1d_samples(value: Any, name: str) -> Tensor:
@@ -111,14 +107,26 @@ def _pairwise_cost(x: Tensor, y: Tensor, p: float) -> Tensor:
     return distance.pow(p)
 
 
+class _ExactSolution(NamedTuple):
+    """What POT's network simplex returns, in float64 numpy on the CPU (beside the validated inputs)."""
+
+    x: Tensor  # (n, d), validated, common dtype, on the input device
+    y: Tensor  # (m, d)
+    p: float
+    plan: np.ndarray  # (n, m) optimal coupling P
+    cost: Tensor  # float64 CPU scalar, sum_ij P_ij C_ij
+    a: np.ndarray  # (n,) normalized weights
+    b: np.ndarray  # (m,)
+    cost_matrix: np.ndarray  # (n, m) C_ij = ||x_i - y_j||^p
+    u: np.ndarray  # (n,) dual potentials
+    v: np.ndarray  # (m,)
+
+
 def _exact_plan(
     x: Any, y: Any, p: Any, x_weights: Any, y_weights: Any, max_iter: int | None
-) -> tuple[Tensor, Tensor, float, np.ndarray, Tensor]:
-    """Validate, solve the exact OT problem with ``ot.emd`` in float64 on the CPU.
-
-    Returns ``x``, ``y`` (validated, common dtype), ``p``, the optimal plan as a float64 numpy
-    array ``(n, m)`` and the optimal cost ``sum_ij P_ij C_ij`` as a float64 CPU scalar tensor.
-    """
+) -> _ExactSolution:
+    """Validate, solve the exact OT problem with ``ot.emd`` in float64 on the CPU (see
+    :class:`_ExactSolution` for what comes back)."""
     x, y = check_sample_pair(x, y)
     p = _check_p(p)
     n, m = x.shape[0], y.shape[0]
@@ -133,7 +141,7 @@ def _exact_plan(
         # POT's default of 1e5 pivots stops short already at n = m = 5000 (measured: 1e6 is
         # needed there); the bound only costs time when the simplex really needs the pivots.
         max_iter = max(1_000_000, 10 * n * m)
-    max_iter = _check_count(max_iter, "max_iter")
+    max_iter = check_count(max_iter, "max_iter")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan, log = ot.emd(a, b, cost, numItermax=max_iter, log=True)
@@ -150,7 +158,8 @@ def _exact_plan(
         if warning.message.args and str(warning.message) == log["warning"]:
             continue
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return x, y, p, plan, torch.tensor(float(log["cost"]), dtype=torch.float64)
+    cost_value = torch.tensor(float(log["cost"]), dtype=torch.float64)
+    return _ExactSolution(x, y, p, plan, cost_value, a, b, cost, np.asarray(log["u"]), np.asarray(log["v"]))
 
 
 def wasserstein(
@@ -190,7 +199,7 @@ def wasserstein(
     >>> print(round(float(wasserstein(x, x + torch.tensor([3.0, 4.0]))), 6))
     5.0
     """
-    x, y, p, plan, cost = _exact_plan(x, y, p, x_weights, y_weights, max_iter)
+    x, y, p, plan, cost = _exact_plan(x, y, p, x_weights, y_weights, max_iter)[:5]
     if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
         plan_t = torch.from_numpy(plan).to(device=x.device, dtype=x.dtype)
         return (plan_t * _pairwise_cost(x, y, p)).sum().clamp_min(0).pow(1.0 / p)
@@ -218,8 +227,86 @@ def transport_plan(
     >>> print(transport_plan(x, y).tolist())
     [[0.0, 0.5], [0.5, 0.0]]
     """
-    x, _, _, plan, _ = _exact_plan(x, y, p, x_weights, y_weights, max_iter)
-    return torch.from_numpy(plan).to(device=x.device, dtype=x.dtype)
+    solution = _exact_plan(x, y, p, x_weights, y_weights, max_iter)
+    return torch.from_numpy(solution.plan).to(device=solution.x.device, dtype=solution.x.dtype)
+
+
+@dataclass(frozen=True)
+class KantorovichPotentials:
+    """An optimal dual pair of the exact OT linear program (see :func:`kantorovich_potentials`).
+
+    ``u`` ``(n,)`` and ``v`` ``(m,)`` are the potentials on the source and target points;
+    ``primal`` is the optimal cost ``sum_ij P_ij C_ij = W_p^p`` of the primal plan, ``dual`` the
+    dual objective ``a.u + b.v`` (equal to ``primal`` up to rounding: strong duality), and
+    ``max_violation`` is ``max_ij (u_i + v_j - C_ij)``, <= 0 up to rounding for a feasible pair.
+    All are tensors in the inputs' dtype and on their device.
+    """
+
+    u: Tensor
+    v: Tensor
+    primal: Tensor
+    dual: Tensor
+    max_violation: Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields."""
+        return {"u": self.u.tolist(), "v": self.v.tolist(), "primal": float(self.primal),
+                "dual": float(self.dual), "max_violation": float(self.max_violation)}
+
+
+def kantorovich_potentials(
+    x: Any,
+    y: Any,
+    p: float = 2,
+    x_weights: Any = None,
+    y_weights: Any = None,
+    *,
+    max_iter: int | None = None,
+) -> KantorovichPotentials:
+    r"""Optimal Kantorovich potentials ``(u, v)``: the dual solution of the exact OT linear program.
+
+    For ``mu = sum_i a_i delta_{x_i}``, ``nu = sum_j b_j delta_{y_j}`` and ``C_ij = ||x_i - y_j||^p``,
+
+    .. math::
+        \min_{P \ge 0,\ P 1 = a,\ P^T 1 = b} \langle P, C\rangle
+        \;=\; \max_{u_i + v_j \le C_{ij}} a^T u + b^T v
+
+    (PC19, prop. 2.4 and eq. 2.20): the primal and the dual are both attained and equal, W_p^p.
+    At optimality complementary slackness holds: ``P_ij > 0`` implies ``u_i + v_j = C_ij`` (the
+    plan moves mass only along pairs where the constraint is tight). The potentials are those of
+    the optimal basis of POT's network simplex (``ot.emd``, float64 on the CPU); they are unique
+    only up to ``(u + c, v - c)`` and, for degenerate problems, beyond that. For ``p = 1`` a dual
+    solution gives the 1-Lipschitz Kantorovich-Rubinstein potential ``f(z) = min_j (|z - y_j| - v_j)``
+    with ``E_mu f - E_nu f = W1`` (Villani 2009, thm. 5.10).
+
+    Args:
+        x: ``(n, d)`` samples. y: ``(m, d)`` samples. p: order ``>= 1`` of the cost.
+        x_weights, y_weights: ``(n,)``, ``(m,)`` non-negative weights (normalized here); ``None``
+            for uniform.
+        max_iter: pivots allowed to the simplex, as in :func:`wasserstein`.
+
+    Returns:
+        :class:`KantorovichPotentials` with ``u`` ``(n,)``, ``v`` ``(m,)``, the primal and dual
+        values and the largest constraint violation, in the inputs' dtype and device.
+
+    >>> import torch
+    >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64); y = x + 3.0
+    >>> dual = kantorovich_potentials(x, y, p=1)
+    >>> print(round(float(dual.dual), 9), round(float(dual.primal), 9), float(dual.max_violation) <= 1e-12)
+    3.0 3.0 True
+    """
+    solution = _exact_plan(x, y, p, x_weights, y_weights, max_iter)
+    u, v = solution.u, solution.v
+    dual = float(solution.a @ u + solution.b @ v)
+    violation = float((u[:, None] + v[None, :] - solution.cost_matrix).max())
+    options = {"dtype": solution.x.dtype, "device": solution.x.device}
+    return KantorovichPotentials(
+        u=torch.from_numpy(u).to(**options),
+        v=torch.from_numpy(v).to(**options),
+        primal=solution.cost.to(**options),
+        dual=torch.tensor(dual, **options),
+        max_violation=torch.tensor(violation, **options),
+    )
 
 
 def barycentric_map(
@@ -244,7 +331,7 @@ def barycentric_map(
     >>> print([round(v, 4) for v in barycentric_map(x, y).flatten().tolist()])
     [0.1, 1.1]
     """
-    x, y, _, plan, _ = _exact_plan(x, y, p, x_weights, y_weights, max_iter)
+    x, y, _, plan, _ = _exact_plan(x, y, p, x_weights, y_weights, max_iter)[:5]
     plan_t = torch.from_numpy(plan).to(device=x.device, dtype=x.dtype)
     return (plan_t @ y) / plan_t.sum(1, keepdim=True)
 
@@ -384,7 +471,7 @@ def sinkhorn_divergence(
     x, y = check_sample_pair(x, y)
     eps = check_positive(eps, "eps")
     p = _check_p(p)
-    n_iters = _check_count(n_iters, "n_iters")
+    n_iters = check_count(n_iters, "n_iters")
     tol = check_positive(tol, "tol")
     scaling = check_positive(scaling, "scaling")
     if scaling >= 1:
@@ -633,7 +720,7 @@ def sliced_wasserstein(
     """
     x, y = check_sample_pair(x, y)
     p = _check_p(p)
-    n_projections = _check_count(n_projections, "n_projections")
+    n_projections = check_count(n_projections, "n_projections")
     if directions not in _DIRECTIONS:
         raise ValueError(f"directions must be one of {_DIRECTIONS}, got {directions!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -783,49 +870,132 @@ def wasserstein_1d_grid(grid: Any, p_density: Any, q_density: Any, p: float = 2)
     return power.clamp_min(0).pow(1.0 / p).reshape(batch)
 
 
+def _standard_normal_density(z: Tensor) -> Tensor:
+    return torch.exp(-0.5 * z.square()) / math.sqrt(2 * math.pi)
+
+
+def wasserstein_1d_to_normal(x: Any, mean: float = 0.0, std: float = 1.0, p: float = 2) -> Tensor:
+    r"""Exact ``W_p`` (``p`` = 1 or 2) between the empirical measure of ``x`` and ``N(mean, std^2)``.
+
+    On the line the optimal coupling is monotone (PC19, remark 2.30), so with ``x_(1) <= ... <=
+    x_(n)`` sorted, ``c_i = x_(i) - mean``, ``Q`` the standard normal quantile and ``u_i = i / n``,
+
+    .. math::
+        W_p^p = \sum_{i=1}^n \int_{u_{i-1}}^{u_i} |c_i - s\,Q(u)|^p \,du .
+
+    With ``z = Q(u)`` and ``phi`` the standard normal density, ``int Q du = -phi(z)`` and
+    ``int Q^2 du = u - z phi(z)`` (the terms at ``u = 0, 1`` vanish), so both orders are sums of
+    closed forms, with no quadrature and no Monte Carlo error:
+
+    .. math::
+        W_2^2 = \sum_i \Big[\frac{c_i^2}{n} - 2 c_i s\,(\phi(z_{i-1}) - \phi(z_i))
+            + s^2 \Big(\frac1n + z_{i-1}\phi(z_{i-1}) - z_i\phi(z_i)\Big)\Big],
+
+    and for ``W_1`` each cell is split at ``w_i = clamp(Phi(c_i / s), u_{i-1}, u_i)``, where the sign
+    of ``c_i - s Q(u)`` changes:
+    ``W_1 = sum_i c_i (2 w_i - u_{i-1} - u_i) + s (2 phi(Q(w_i)) - phi(z_{i-1}) - phi(z_i))``.
+
+    Args:
+        x: ``(n,)`` or ``(n, 1)`` samples. mean, std: the normal's mean and standard deviation
+            (``std > 0``). p: 1 or 2 (other orders have no such closed form).
+
+    Returns:
+        ``W_p`` (not ``W_p^p``) as a 0-d tensor in ``x``'s dtype and on its device, computed in
+        float64 (``O(n log n)`` for the sort).
+
+    >>> import torch
+    >>> print(round(float(wasserstein_1d_to_normal(torch.zeros(1))), 6))  # sqrt(E Z^2)
+    1.0
+    >>> print(round(float(wasserstein_1d_to_normal(torch.zeros(1), p=1)), 6))  # E|Z| = sqrt(2 / pi)
+    0.797885
+    """
+    sample = _check_1d_samples(x, "x")
+    if isinstance(mean, bool) or not isinstance(mean, (numbers.Real, np.floating, np.integer)) \
+            or not math.isfinite(float(mean)):
+        raise ValueError(f"mean must be a finite real number, got {mean!r}")
+    scale = check_positive(std, "std")
+    order = _check_p(p)
+    if order not in (1.0, 2.0):
+        raise ValueError(f"p must be 1 or 2 (the orders with a closed form here), got {p!r}")
+    values = torch.sort(sample.to(torch.float64) - float(mean)).values
+    n = values.shape[0]
+    edges = torch.arange(n + 1, dtype=torch.float64, device=values.device) / n
+    z = torch.special.ndtri(edges)  # -inf, ..., +inf
+    density = _standard_normal_density(z)  # 0 at the infinite ends
+    lower, upper = slice(0, n), slice(1, n + 1)
+    if order == 2.0:
+        z_density = torch.where(torch.isfinite(z), z * density, torch.zeros_like(z))
+        power = (values.square() / n - 2 * values * scale * (density[lower] - density[upper])
+                 + scale**2 * (1.0 / n + z_density[lower] - z_density[upper])).sum()
+        distance = power.clamp_min(0).sqrt()
+    else:
+        split = torch.maximum(torch.minimum(torch.special.ndtr(values / scale), edges[upper]), edges[lower])
+        split_density = _standard_normal_density(torch.special.ndtri(split))
+        distance = (values * (2 * split - edges[lower] - edges[upper])
+                    + scale * (2 * split_density - density[lower] - density[upper])).sum().clamp_min(0)
+    return distance.to(sample.dtype if sample.is_floating_point() else torch.float64)
+
+
 # --------------------------------------------------------------------------------------------------
 # Gaussian measures
 
 
-def _check_gaussian(mean: Any, cov: Any, names: tuple[str, str]) -> tuple[Tensor, Tensor]:
-    """A finite mean ``(..., d)`` and a symmetric PSD covariance ``(..., d, d)`` (symmetrized)."""
-    mean = check_finite(as_tensor(mean, names[0]), names[0])
-    cov = check_finite(as_tensor(cov, names[1]), names[1])
-    if mean.ndim < 1 or mean.shape[-1] == 0:
-        raise ValueError(f"{names[0]} must have shape (..., d) with d >= 1, got {tuple(mean.shape)}")
-    d = mean.shape[-1]
-    if cov.ndim < 2 or cov.shape[-2:] != (d, d):
-        raise ValueError(
-            f"{names[1]} must have shape (..., {d}, {d}) to match {names[0]} of shape "
-            f"{tuple(mean.shape)}, got {tuple(cov.shape)}"
-        )
-    if mean.device != cov.device:
-        raise ValueError(f"{names[0]} is on {mean.device} and {names[1]} on {cov.device}; use one device")
-    dtype = torch.promote_types(mean.dtype, cov.dtype)
-    mean, cov = mean.to(dtype), cov.to(dtype)
-    # Tolerances scale with sqrt(machine eps): 1.5e-8 in float64, 3.5e-4 in float32, loose enough
-    # for covariances computed as X^T X / n, tight enough to catch a wrong matrix.
-    tolerance = math.sqrt(torch.finfo(dtype).eps)
-    scale = cov.abs().amax().clamp_min(torch.finfo(dtype).tiny)
-    asymmetry = (cov - cov.transpose(-1, -2)).abs().amax()
-    if float(asymmetry) > tolerance * float(scale):
-        raise ValueError(
-            f"{names[1]} must be symmetric: max |S - S^T| = {float(asymmetry):.3g} for entries up to "
-            f"{float(scale):.3g} (allowed relative asymmetry {tolerance:.1e})"
-        )
-    cov = 0.5 * (cov + cov.transpose(-1, -2))
-    lowest = torch.linalg.eigvalsh(cov).amin()
-    if float(lowest) < -tolerance * float(scale):
-        raise ValueError(
-            f"{names[1]} must be positive semi-definite, got a smallest eigenvalue of {float(lowest):.3g}"
-        )
-    return mean, cov
+def _power_from_eigh(values: Tensor, vectors: Tensor, power: float) -> Tensor:
+    """V diag(lambda^power) V^T from ``eigh``'s ``(values, vectors)``; for ``power > 0`` eigenvalues
+    below 0 (rounding of a PSD matrix) are taken as 0."""
+    if power > 0:
+        values = values.clamp_min(0)
+    return (vectors * values.pow(power).unsqueeze(-2)) @ vectors.transpose(-1, -2)
 
 
-def _sqrtm(cov: Tensor) -> Tensor:
-    """Symmetric PSD square root by ``eigh``; tiny negative eigenvalues from rounding become 0."""
-    values, vectors = torch.linalg.eigh(cov)
-    return (vectors * values.clamp_min(0).sqrt().unsqueeze(-2)) @ vectors.transpose(-1, -2)
+def _symmetric_matrix_power(matrix: Tensor, power: float) -> Tensor:
+    """S^power for an already validated symmetric matrix ``(..., d, d)``."""
+    return _power_from_eigh(*torch.linalg.eigh(matrix), power)
+
+
+def symmetric_matrix_power(matrix: Any, power: float) -> Tensor:
+    r"""The power ``S^power`` of a symmetric positive semi-definite matrix, by its eigendecomposition.
+
+    .. math::
+        S = V \operatorname{diag}(\lambda) V^T \implies S^r = V \operatorname{diag}(\lambda^r) V^T,
+
+    the unique symmetric PSD matrix with that spectrum (``r = 1/2``: the principal square root,
+    ``r = -1/2``: its inverse). ``matrix`` is ``(..., d, d)``, batched over leading dimensions,
+    and must be symmetric to a relative ``sqrt(machine eps)`` (it is symmetrized) and positive
+    semi-definite up to the same tolerance; eigenvalues that rounding pushed slightly below 0 are
+    taken as 0. A negative ``power`` needs a positive definite matrix: every eigenvalue above
+    ``sqrt(eps)`` times the largest (else the power would be infinite or dominated by rounding).
+    Returns a tensor of the input's shape, dtype and device.
+
+    >>> import torch
+    >>> print(symmetric_matrix_power(torch.tensor([[4.0, 0.0], [0.0, 9.0]]), 0.5).tolist())
+    [[2.0, 0.0], [0.0, 3.0]]
+    >>> s = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    >>> root = symmetric_matrix_power(s, 0.5)
+    >>> bool(torch.allclose(root @ root, s)), bool(torch.allclose(symmetric_matrix_power(s, -1.0) @ s,
+    ...                                                            torch.eye(2, dtype=torch.float64)))
+    (True, True)
+    """
+    if isinstance(power, bool) or not isinstance(power, (numbers.Real, np.floating, np.integer)) \
+            or not math.isfinite(float(power)):
+        raise TypeError(f"power must be a finite real number, got {power!r}")
+    power = float(power)
+    matrix = check_finite(as_tensor(matrix, "matrix"), "matrix")
+    if matrix.ndim < 2 or matrix.shape[-1] != matrix.shape[-2] or matrix.shape[-1] == 0:
+        raise ValueError(f"matrix must have shape (..., d, d) with d >= 1, got {tuple(matrix.shape)}")
+    if not matrix.is_floating_point():
+        matrix = matrix.to(torch.get_default_dtype())
+    # The diagonal stands in for a mean of the right dimension: only the covariance is checked.
+    _, matrix = check_gaussian(torch.diagonal(matrix, dim1=-2, dim2=-1), matrix, ("diagonal", "matrix"))
+    if power < 0:
+        values = torch.linalg.eigvalsh(matrix)
+        floor = math.sqrt(torch.finfo(matrix.dtype).eps) * values.abs().amax(-1, keepdim=True)
+        if bool((values <= floor).any()):
+            raise ValueError(
+                f"matrix must be positive definite for the negative power {power:g}; its smallest "
+                f"eigenvalue is {float(values.amin()):.3g} against a largest of {float(values.amax()):.3g}"
+            )
+    return _symmetric_matrix_power(matrix, power)
 
 
 def gaussian_w2(m1: Any, S1: Any, m2: Any, S2: Any) -> Tensor:  # noqa: N803 (math names)
@@ -846,8 +1016,8 @@ def gaussian_w2(m1: Any, S1: Any, m2: Any, S2: Any) -> Tensor:  # noqa: N803 (ma
     >>> print(round(float(gaussian_w2(torch.zeros(2), torch.eye(2), torch.ones(2), 4 * torch.eye(2))), 6))
     2.0
     """
-    m1, S1 = _check_gaussian(m1, S1, ("m1", "S1"))
-    m2, S2 = _check_gaussian(m2, S2, ("m2", "S2"))
+    m1, S1 = check_gaussian(m1, S1, ("m1", "S1"))
+    m2, S2 = check_gaussian(m2, S2, ("m2", "S2"))
     if m1.shape[-1] != m2.shape[-1]:
         raise ValueError(
             f"the two Gaussians must have one dimension d, got {m1.shape[-1]} and {m2.shape[-1]}"
@@ -856,7 +1026,7 @@ def gaussian_w2(m1: Any, S1: Any, m2: Any, S2: Any) -> Tensor:  # noqa: N803 (ma
         raise ValueError(f"m1 is on {m1.device} and m2 on {m2.device}; use one device")
     dtype = torch.promote_types(m1.dtype, m2.dtype)
     m1, S1, m2, S2 = m1.to(dtype), S1.to(dtype), m2.to(dtype), S2.to(dtype)
-    root = _sqrtm(S1)
+    root = _symmetric_matrix_power(S1, 0.5)
     middle = root @ S2 @ root
     middle = 0.5 * (middle + middle.transpose(-1, -2))
     cross = torch.linalg.eigvalsh(middle).clamp_min(0).sqrt().sum(-1)
@@ -906,8 +1076,8 @@ def gaussian_brenier_map(m1: Any, S1: Any, m2: Any, S2: Any) -> AffineMap:  # no
     >>> print(T(torch.tensor([[1.0, 0.0]])).tolist())
     [[3.0, 1.0]]
     """
-    m1, S1 = _check_gaussian(m1, S1, ("m1", "S1"))
-    m2, S2 = _check_gaussian(m2, S2, ("m2", "S2"))
+    m1, S1 = check_gaussian(m1, S1, ("m1", "S1"))
+    m2, S2 = check_gaussian(m2, S2, ("m2", "S2"))
     if m1.ndim != 1 or m2.ndim != 1:
         raise ValueError(
             f"gaussian_brenier_map takes one pair of Gaussians: means (d,), covariances (d, d); got "
@@ -925,9 +1095,9 @@ def gaussian_brenier_map(m1: Any, S1: Any, m2: Any, S2: Any) -> AffineMap:  # no
             "S1 must be positive definite for the Brenier map (T is defined on the support of "
             f"N(m1, S1)); its eigenvalues range over [{float(values.amin()):.3g}, {float(values.amax()):.3g}]"
         )
-    root = (vectors * values.sqrt()) @ vectors.T
-    inverse_root = (vectors / values.sqrt()) @ vectors.T
+    root = _power_from_eigh(values, vectors, 0.5)
+    inverse_root = _power_from_eigh(values, vectors, -0.5)
     middle = root @ S2 @ root
-    matrix = inverse_root @ _sqrtm(0.5 * (middle + middle.T)) @ inverse_root
+    matrix = inverse_root @ _symmetric_matrix_power(0.5 * (middle + middle.T), 0.5) @ inverse_root
     matrix = 0.5 * (matrix + matrix.T)
     return AffineMap(matrix=matrix, shift=m2 - matrix @ m1)

@@ -5,6 +5,7 @@ GMMN and MMD-GAN, and the stability regularizers of Chu, Minami & Fukumizu (2020
 diagnostics for Gaussian-mixture data.
 """
 
+from measureflow.generative.gan.critic import CriticTask, fit_critic
 from measureflow.generative.gan.divergences import F_DIVERGENCES, FDivergence, f_divergence, variational_bound
 from measureflow.generative.gan.family import GANFamily
 from measureflow.generative.gan.modes import ModeReport, mode_diagnostics
@@ -44,9 +45,9 @@ from measureflow.generative.gan.training import (
 
 __all__ = [
     "ADVERSARIAL_LOSSES", "FGAN", "F_DIVERGENCES", "GMMN", "LOSS_NAMES", "MMDGAN", "OBJECTIVES", "WGAN",
-    "WGANGP", "Critic", "FDivergence", "GANFamily", "GANModel", "GANObjective", "GANTask", "Generator",
-    "ModeReport", "ParticleGenerator", "RandomFourierFeatures", "Stability", "TrainingDefaults",
-    "build_generator", "critic_loss", "default_net_config", "f_divergence", "generator_loss",
+    "WGANGP", "Critic", "CriticTask", "FDivergence", "GANFamily", "GANModel", "GANObjective", "GANTask",
+    "Generator", "ModeReport", "ParticleGenerator", "RandomFourierFeatures", "Stability", "TrainingDefaults",
+    "build_generator", "critic_loss", "default_net_config", "f_divergence", "fit_critic", "generator_loss",
     "gradient_penalty", "make_objective", "mmd2_loss", "mode_diagnostics", "parse_stability",
     "rkhs_norm_squared", "rkhs_penalty", "softplus_sharpness", "theory_learning_rate", "train_gan",
     "variational_bound",

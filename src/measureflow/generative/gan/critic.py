@@ -13,10 +13,11 @@ the Kantorovich-Rubinstein dual (Arjovsky et al. 2017) the loss is mean h(fake) 
 with a Lipschitz penalty (Gulrajani et al. 2017) and its minimum approaches -W1(P, Q).
 
 :func:`fit_critic` runs this through :func:`measureflow.generative.train.train` with a
-:class:`CriticTask`: ``train`` draws the real batch (rows of ``real`` with replacement, or all of
-them), the task draws the fake batch the same way from the same generator, evaluates the critic
-once on both, adds the penalty, and takes one Adam step (with an optional cosine decay of the
-learning rate). Every random draw comes from the one ``torch.Generator`` passed in.
+:class:`CriticTask`. Each side is a fixed sample (batches are its rows drawn with replacement, or
+all of it) or a sampler ``draw(count, generator)`` (a fresh batch every step, for a measure known
+in closed form: the population objective rather than a sample's). The task evaluates the critic
+once on both batches, adds the penalty, and takes one Adam step (with an optional cosine decay of
+the learning rate). Every random draw comes from the one ``torch.Generator`` passed in.
 """
 
 from __future__ import annotations
@@ -34,28 +35,36 @@ from measureflow.generative.train import TrainHistory, TrainTask, train
 __all__ = ["CriticTask", "fit_critic"]
 
 CriticLoss = Callable[[Tensor, Tensor], Tensor]
+Sampler = Callable[[int, torch.Generator], Tensor]
 CriticPenalty = Callable[[nn.Module, Tensor, Tensor, torch.Generator], Tensor]
 AfterStep = Callable[[int, nn.Module], None]
 
 
 class CriticTask(TrainTask):
-    """One critic step per call of :meth:`step`: the real batch comes from :func:`train`, the fake
-    batch is drawn here (``batch_size`` rows of ``fake`` with replacement, or all of ``fake`` when
-    ``batch_size`` is None) from the generator ``train`` hands over.
+    """One critic step per call of :meth:`step`, on the batch that :func:`train` hands over as the
+    real batch (or, with ``real`` a sampler, on ``real(batch_size, generator)``, ignoring the
+    batch) and a fake batch drawn here from the same generator: ``fake(batch_size, generator)`` for
+    a sampler, ``batch_size`` rows of the tensor ``fake`` with replacement, or all of it when
+    ``batch_size`` is None. Real is drawn before fake.
 
     The step minimizes ``loss(critic(real), critic(fake)) + penalty(critic, real, fake, generator)``
     with ``optimizer`` (then advances ``schedule``, if any) and calls ``after_step(k, critic)`` with
     the number k of completed steps. Its metrics are ``{"loss": ...}`` and, with a penalty,
-    ``{"penalty": ...}``. The critic runs once on the concatenated batch ``[real; fake]`` (one
-    forward pass instead of two; a critic with batch statistics therefore sees both halves).
+    ``{"penalty": ...}`` (a penalty that returns None counts as 0). The critic runs once on the
+    concatenated batch ``[real; fake]`` (one forward pass instead of two; a critic with batch
+    statistics therefore sees both halves).
     """
 
-    def __init__(self, critic: nn.Module, fake: Tensor, *, loss: CriticLoss, batch_size: int | None,
+    def __init__(self, critic: nn.Module, fake: Tensor | Sampler, *, loss: CriticLoss, batch_size: int | None,
                  optimizer: torch.optim.Optimizer,
                  schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
-                 penalty: CriticPenalty | None = None, after_step: AfterStep | None = None) -> None:
+                 penalty: CriticPenalty | None = None, after_step: AfterStep | None = None,
+                 real: Sampler | None = None) -> None:
+        if batch_size is None and (callable(fake) or real is not None):
+            raise ValueError("batch_size is needed when real or fake is a sampler (it sets the batch drawn)")
         self.critic = critic
         self.fake = fake
+        self.real = real
         self.loss = loss
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -65,6 +74,8 @@ class CriticTask(TrainTask):
         self.completed = 0
 
     def _fake_batch(self, generator: torch.Generator) -> Tensor:
+        if callable(self.fake):
+            return _drawn(self.fake, self.batch_size, generator, "fake")
         if self.batch_size is None:
             return self.fake
         rows = torch.randint(self.fake.shape[0], (self.batch_size,), generator=generator,
@@ -72,6 +83,8 @@ class CriticTask(TrainTask):
         return self.fake[rows.to(self.fake.device)]
 
     def step(self, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        if self.real is not None:
+            batch = _drawn(self.real, self.batch_size, generator, "real")
         fake = self._fake_batch(generator)
         with torch.enable_grad():
             outputs = self.critic(torch.cat([batch, fake]))
@@ -84,6 +97,8 @@ class CriticTask(TrainTask):
             metrics = {"loss": objective.detach().reshape(())}
             if self.penalty is not None:
                 penalty = self.penalty(self.critic, batch, fake, generator)
+                if penalty is None:  # "no penalty this time", as a GANObjective's penalty may say
+                    penalty = torch.zeros((), dtype=objective.dtype, device=objective.device)
                 if not isinstance(penalty, Tensor) or penalty.numel() != 1:
                     raise ValueError(
                         "penalty(critic, real, fake, generator) must return a scalar tensor, got "
@@ -114,12 +129,29 @@ class CriticTask(TrainTask):
         self.completed = int(state["completed"])
 
 
+def _drawn(sampler: Sampler, count: int, generator: torch.Generator, name: str) -> Tensor:
+    """``sampler(count, generator)``, checked to be ``count`` rows."""
+    batch = sampler(count, generator)
+    if not isinstance(batch, Tensor) or batch.ndim < 1 or batch.shape[0] != count:
+        shape = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
+        raise ValueError(f"the {name} sampler must return a tensor of shape ({count}, ...), got {shape}")
+    return batch
+
+
 def _check_samples(real: Any, fake: Any) -> None:
+    """Type and shape checks of the two sides; a sampler (a callable) is checked when it draws."""
     for value, name in ((real, "real"), (fake, "fake")):
+        if callable(value):
+            continue
         if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch tensor of shape (n, ...), got {type(value).__name__}")
+            raise TypeError(
+                f"{name} must be a torch tensor of shape (n, ...) or a sampler draw(count, generator), "
+                f"got {type(value).__name__}"
+            )
         if value.ndim < 1 or value.shape[0] < 1:
             raise ValueError(f"{name} must have shape (n, ...) with n >= 1 rows, got {tuple(value.shape)}")
+    if callable(real) or callable(fake):
+        return
     if real.shape[1:] != fake.shape[1:] or real.dtype != fake.dtype or real.device != fake.device:
         raise ValueError(
             "real and fake must be samples of one space: the same shape after the first dimension, dtype "
@@ -132,8 +164,8 @@ def _check_samples(real: Any, fake: Any) -> None:
 
 def fit_critic(
     critic: nn.Module,
-    real: Tensor,
-    fake: Tensor,
+    real: Tensor | Sampler,
+    fake: Tensor | Sampler,
     *,
     loss: CriticLoss,
     n_steps: int,
@@ -147,22 +179,27 @@ def fit_critic(
     log_every: int = 50,
     progress: bool = False,
 ) -> TrainHistory:
-    r"""Train ``critic`` in place against fixed samples ``real`` ``(n, ...)`` and ``fake`` ``(m, ...)``.
+    r"""Train ``critic`` in place against ``real`` and ``fake``, each a fixed sample or a sampler.
 
     Minimizes, by ``n_steps`` steps of Adam (``learning_rate``, ``betas``),
 
         L(h) = loss(h(x), h(y)) + penalty(h, x, y, generator),
 
-    on batches x of ``real`` and y of ``fake``: ``batch_size`` rows of each drawn with replacement
-    every step (independently, so n != m is fine), or the whole samples every step when
-    ``batch_size`` is None (full-batch training). ``loss`` maps the critic's outputs on the two
-    batches to the scalar to minimize, e.g. ``lambda r, f: f.mean() - r.mean()`` for the
-    Kantorovich-Rubinstein dual or ``lambda r, f: -variational_bound(r, f, "kl")``; ``penalty``
-    (optional) adds a regularizer such as a gradient penalty. With ``final_learning_rate`` the
-    learning rate decays from ``learning_rate`` to it on a cosine schedule over the ``n_steps``
-    (``CosineAnnealingLR``); with None it stays constant. ``after_step(k, critic)`` is called after
-    the k-th step (k = 1..n_steps), e.g. to clip weights or to record a diagnostic (it runs with
-    gradients enabled; wrap a pure evaluation in ``torch.no_grad()``).
+    on batches x of ``real`` and y of ``fake``. A fixed sample, a tensor ``(n, ...)``, gives
+    ``batch_size`` of its rows drawn with replacement every step (the two sides independently,
+    so n != m is fine), or all of it every step when ``batch_size`` is None (full-batch training). A
+    sampler, a callable ``draw(count, generator) -> (count, ...)`` such as a frozen generator
+    network or a closed-form law, gives a fresh batch of ``batch_size`` every step (``batch_size``
+    is then required); the real batch is drawn before the fake one. ``loss`` maps the critic's
+    outputs on the two batches to the scalar to minimize, e.g. ``lambda r, f: f.mean() - r.mean()``
+    for the Kantorovich-Rubinstein dual or ``lambda r, f: -variational_bound(r, f, "kl")``;
+    ``penalty`` (optional) adds a regularizer such as a gradient penalty (returning None counts as
+    0, so a :class:`~measureflow.generative.gan.objectives.GANObjective`'s ``critic_loss`` and
+    ``penalty`` can be passed as they are). With ``final_learning_rate`` the learning rate decays
+    from ``learning_rate`` to it on a cosine schedule over the ``n_steps`` (``CosineAnnealingLR``);
+    with None it stays constant. ``after_step(k, critic)`` is called after the k-th step
+    (k = 1..n_steps), e.g. to clip weights or to record a diagnostic (it runs with gradients enabled;
+    wrap a pure evaluation in ``torch.no_grad()``).
 
     The loop is :func:`measureflow.generative.train.train` with a :class:`CriticTask`; every draw
     (batches, and whatever ``penalty`` and ``after_step`` draw from the generator they are given)
@@ -171,10 +208,10 @@ def fit_critic(
     Returns the :class:`~measureflow.generative.train.TrainHistory`: ``loss`` (and ``penalty``)
     averaged over windows of ``log_every`` steps.
 
-    >>> from measureflow._core import seeded_build
     A logistic critic between N(1, 1) and N(0, 1) learns the log density ratio x - 1/2 (its
     slope has a standard error of about 0.03 with 2000 points a side):
 
+    >>> from measureflow._core import seeded_build
     >>> g = torch.Generator().manual_seed(0)
     >>> real = torch.randn(2000, 1, generator=g, dtype=torch.float64) + 1.0
     >>> fake = torch.randn(2000, 1, generator=g, dtype=torch.float64)
@@ -196,6 +233,8 @@ def fit_critic(
     n_steps = check_count(n_steps, "n_steps")
     if batch_size is not None:
         batch_size = check_count(batch_size, "batch_size")
+    elif callable(real) or callable(fake):
+        raise ValueError("batch_size is needed when real or fake is a sampler (it sets the batch drawn)")
     learning_rate = check_positive(learning_rate, "learning_rate")
     if (not isinstance(betas, (tuple, list)) or len(betas) != 2
             or not all(isinstance(beta, (int, float)) and 0.0 <= beta < 1.0 for beta in betas)):
@@ -213,6 +252,10 @@ def fit_critic(
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps,
                                                               eta_min=final_learning_rate)
     task = CriticTask(critic, fake, loss=loss, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                      penalty=penalty, after_step=after_step)
+                      penalty=penalty, after_step=after_step, real=real if callable(real) else None)
+    if callable(real):
+        # The task draws both batches itself; train hands it a one-row placeholder, whole, each step.
+        return train(task, torch.zeros(1), n_steps=n_steps, batch_size=None, generator=generator,
+                     log_every=log_every, progress=progress, kind="critic", description="critic")
     return train(task, real, n_steps=n_steps, batch_size=batch_size, generator=generator,
                  log_every=log_every, progress=progress, kind="critic", description="critic")
