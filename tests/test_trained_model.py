@@ -135,3 +135,14 @@ def test_bad_checkpoints_are_one_value_error(runs, tmp_path):
                                                                                     "hidden": 9}}})
     with pytest.raises(ValueError, match="does not hold a gan model"):
         TrainedModel.load(wrong_net)
+
+
+def test_non_finite_weights_are_refused_on_load(runs, tmp_path):
+    payload = load_checkpoint(runs / "gan")
+    ema = dict(payload["ema"]["model"])
+    name = next(key for key, value in ema.items() if value.is_floating_point())
+    ema[name] = torch.full_like(ema[name], float("nan"))
+    path = tmp_path / "nan.pt"
+    save_checkpoint(path, {**payload, "ema": {**payload["ema"], "model": ema}})
+    with pytest.raises(ValueError, match="NaN or infinite weights"):
+        TrainedModel.load(path)

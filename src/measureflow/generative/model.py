@@ -181,7 +181,12 @@ class TrainedModel:
                            **options: Any) -> Tensor:
         """``n`` draws ``(n, *event_shape)`` in model (standardized) units; ``options`` go to the family."""
         check_count(n, "n")
-        return self.family.sample(self.network, self.config, n, generator=generator, **options)
+        samples = self.family.sample(self.network, self.config, n, generator=generator, **options)
+        n_bad = int((~torch.isfinite(samples.reshape(n, -1))).any(dim=1).sum())
+        if n_bad:
+            raise ValueError(f"the {self.kind} model produced {n_bad} of {n} samples with NaN or infinite "
+                             "values; the model or the sampler settings diverged")
+        return samples
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Tensor:
         """``n`` draws ``(n, *event_shape)`` in the data's units (``options``: the family's sampler
@@ -258,6 +263,12 @@ class TrainedModel:
 
     @staticmethod
     def _rebuild(family: ModelFamily, config: dict[str, Any], state: dict[str, Any], where: str) -> nn.Module:
+        bad = [name for name, value in state.items()
+               if isinstance(value, Tensor) and value.is_floating_point()
+               and not bool(torch.isfinite(value).all())]
+        if bad:
+            raise ValueError(f"checkpoint {where} holds NaN or infinite weights ({', '.join(bad[:3])}"
+                             f"{', ...' if len(bad) > 3 else ''}); it cannot be sampled or scored")
         try:
             # The initial weights are overwritten at once: build them without moving the caller's RNG.
             network = seeded_build(lambda: family.build(config), torch.Generator().manual_seed(0))
