@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from measureflow._core import check_positive
 from measureflow.generative.gan.divergences import F_DIVERGENCES, variational_bound
 from measureflow.generative.gan.nets import Critic, softplus_sharpness
 from measureflow.generative.gan.stability import Stability
@@ -292,10 +293,7 @@ class WGAN(_Wasserstein):
     spectral_norm_allowed = False
 
     def __init__(self, clip_value: float = 0.01) -> None:
-        if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float)) \
-                or not math.isfinite(clip_value) or clip_value <= 0:
-            raise ValueError(f"clip_value must be a finite positive number, got {clip_value!r}")
-        self.clip_value = float(clip_value)
+        self.clip_value = check_positive(clip_value, "clip_value")
 
     def check_options(self, *, spectral_norm: bool, stability: Stability | None) -> None:
         if spectral_norm or stability is not None:
@@ -322,10 +320,7 @@ class WGANGP(_Wasserstein):
                                 betas=(0.5, 0.9))
 
     def __init__(self, gp_weight: float = 10.0) -> None:
-        if isinstance(gp_weight, bool) or not isinstance(gp_weight, (int, float)) \
-                or not math.isfinite(gp_weight) or gp_weight < 0:
-            raise ValueError(f"gp_weight must be a finite number >= 0, got {gp_weight!r}")
-        self.gp_weight = float(gp_weight)
+        self.gp_weight = check_positive(gp_weight, "gp_weight", allow_zero=True)
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor,
                 generator: torch.Generator | None) -> Tensor | None:
