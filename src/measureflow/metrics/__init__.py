@@ -9,10 +9,19 @@
 - Stein: ``ksd``, ``ksd_squared``;
 - densities on a grid: ``total_variation_grid``, ``kl_grid``, ``hellinger_grid``,
   ``jensen_shannon_grid``, ``chi2_grid``;
-- chain diagnostics: ``ess``, ``rhat``, ``autocorrelation``.
+- chain diagnostics: ``ess``, ``rhat``, ``autocorrelation``, and the rank-normalized ``rhat_rank``,
+  ``ess_bulk``, ``ess_tail`` (Vehtari et al. 2021; ArviZ's defaults) and ``rank_diagnostics`` (all three).
 """
 
-from measureflow.metrics.diagnostics import autocorrelation, ess, rhat
+from measureflow.metrics.diagnostics import (
+    autocorrelation,
+    ess,
+    ess_bulk,
+    ess_tail,
+    rank_diagnostics,
+    rhat,
+    rhat_rank,
+)
 from measureflow.metrics.divergences import (
     C2STResult,
     c2st,
@@ -74,6 +83,8 @@ __all__ = [
     "c2st",
     "chi2_grid",
     "ess",
+    "ess_bulk",
+    "ess_tail",
     "fisher_divergence",
     "fisher_divergence_from_samples",
     "gaussian_brenier_map",
@@ -94,7 +105,9 @@ __all__ = [
     "mmd2",
     "mmd_test",
     "mmd_witness",
+    "rank_diagnostics",
     "rhat",
+    "rhat_rank",
     "score_matching_objective",
     "sinkhorn_divergence",
     "sliced_wasserstein",

@@ -29,10 +29,12 @@ __all__ = [
 
 
 class DivergenceError(ValueError):
-    """Chains of a sampling run became NaN or infinite (the step size is too large for the target).
+    """Chains of a sampling run became NaN or infinite: their positions, their energies or
+    gradients, or (MALA) proposals where the target returned NaN.
 
     A ``ValueError``, so code that catches bad-argument errors also catches it; the message names
-    the sampler, how many chains diverged, by which step, and the step size.
+    the sampler, how many chains and which, by which step, the step size and beta, and what to
+    change (a smaller step size; a larger beta when the noise scale sqrt(2 h / beta) overflowed).
     """
 
 
@@ -76,8 +78,13 @@ class SamplerSpec:
     step's gradient cost per chain as fields ``n_grad`` and ``n_data_grad`` (see
     :class:`GradientCount`); a ``State`` whose ``init`` evaluated gradients carries that cost
     as ``init_cost`` (a :class:`GradientCount`). The driver sums them. ``metropolis`` samplers
-    report ``Info.is_accepted``; ``target_acceptance`` (when set) makes the driver adapt the
-    step size toward it during burn-in. A sampler whose step splits into
+    report ``Info.is_accepted`` and ``Info.acceptance_prob`` (both ``(n_chains,)``), recorded
+    at the kept steps; ``target_acceptance`` (when set) makes the driver adapt the step size
+    toward it during burn-in. Optional ``Info`` fields the driver reads: ``nonfinite_proposal``
+    ``(n_chains,)`` bool, a rejected proposal at which the target was undefined (raised as a
+    :class:`DivergenceError` at the next check), and ``is_divergent`` ``(n_chains,)`` bool, a
+    divergent transition (e.g. HMC's energy error above a threshold), recorded per kept draw
+    in ``SampleResult.divergence_trace`` and counted in its warnings. A sampler whose step splits into
     ``draw(state, generator)`` (its random numbers, in the order ``step`` draws them) and a
     pure ``transition(state, randoms, target, step_size, beta)`` declares both: with
     ``compile=True`` the driver compiles the transition into one graph and draws the noise

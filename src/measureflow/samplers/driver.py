@@ -15,12 +15,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from measureflow._core import check_count, progress_bar
-from measureflow.metrics import ess as effective_sample_size
-from measureflow.metrics import rhat as split_rhat
+from measureflow.metrics import rank_diagnostics
 from measureflow.samplers.base import (
     DivergenceError,
     GradientCount,
@@ -31,18 +31,42 @@ from measureflow.samplers.base import (
 from measureflow.samplers.registry import SAMPLERS
 from measureflow.targets import FiniteSumTarget, Target
 
-__all__ = ["DualAveraging", "SampleResult", "run"]
+__all__ = ["DualAveraging", "SampleResult", "convergence_warnings", "run"]
+
+# Convergence thresholds, Stan's and ArviZ's (Vehtari et al. 2021, sec. 4.3): rank-normalized
+# R-hat below 1.01, bulk and tail ESS at least 100 per chain.
+RHAT_THRESHOLD = 1.01
+ESS_PER_CHAIN = 100
 
 
 @dataclass(frozen=True)
 class SampleResult:
     """What a sampling run returns.
 
-    ``samples`` ``(n_kept, n_chains, d)``; ``energy_trace`` ``(n_kept, n_chains)``, L at the
-    kept samples; ``acceptance`` ``(n_chains,)`` per-chain acceptance rates after burn-in (MALA
-    only); ``ess`` and ``rhat`` ``(d,)``; ``params`` the parameters used after burn-in (with the
-    adapted step size); ``n_grad_evals`` gradient evaluations (exact or minibatch) per chain
-    over the whole run, initialization included, and ``n_data_grads`` the per-datum gradients
+    ``samples`` ``(n_kept, n_chains, d)`` (draw first, as the library stores chain histories;
+    :meth:`to_arrays` and :meth:`to_inference_data` give ArviZ's (chain, draw, ...) layout);
+    ``energy_trace`` ``(n_kept, n_chains)``, L at the kept samples; ``acceptance``
+    ``(n_chains,)`` per-chain acceptance rates after burn-in (Metropolis samplers: MALA);
+    ``acceptance_trace`` ``(n_kept, n_chains)`` the acceptance probability min(1, r) of the
+    step that produced each kept sample (Metropolis samplers); ``divergence_trace``
+    ``(n_kept, n_chains)`` bool, whether a divergent transition (a kernel's
+    ``Info.is_divergent``, e.g. HMC's energy error) occurred since the previous kept sample,
+    ``None`` for kernels that report none (all current ones).
+
+    Convergence diagnostics, ``(d,)``, the rank-normalized ones of Vehtari et al. (2021) that
+    ArviZ, Stan and NumPyro report by default: ``rhat`` the rank-normalized split R-hat
+    (max of bulk and folded; :func:`measureflow.metrics.rhat_rank`), ``ess`` the bulk ESS
+    (:func:`measureflow.metrics.ess_bulk`), ``ess_tail`` the tail ESS
+    (:func:`measureflow.metrics.ess_tail`); ``None`` without diagnostics or with fewer than 4
+    kept draws. The classical ESS of the mean and split R-hat are
+    ``measureflow.metrics.ess(result.samples)`` and ``measureflow.metrics.rhat(...)``.
+    ``warnings``: one line per convergence problem found after the run (see
+    :func:`convergence_warnings`); the library never emits them, callers print them.
+
+    ``params`` the parameters used after burn-in (with the adapted step size; ``params.beta``
+    is beta, the final one for annealed Langevin); ``n_grad_evals`` gradient evaluations
+    (exact or minibatch) per chain over the whole run, initialization included (the one-off
+    finiteness check of the initial points is not counted), and ``n_data_grads`` the per-datum gradients
     per chain on finite-sum targets (a full gradient counts N; SGLD-CV's one-off mode search is
     counted whole, as if every chain had paid for it): the sums of what the kernel reported
     (its ``Info.n_grad`` and ``Info.n_data_grad`` per step, its ``State.init_cost`` for
@@ -63,6 +87,10 @@ class SampleResult:
     wall_time: float
     final_state: Any = dataclasses.field(repr=False, compare=False)
     step_size_search: StepSizeSearch | None = None
+    ess_tail: Tensor | None = None
+    acceptance_trace: Tensor | None = None
+    divergence_trace: Tensor | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def step_size(self) -> float:
@@ -96,9 +124,17 @@ class SampleResult:
             "thin": self.thin,
             "mean": listed(flat.mean(0)),
             "std": listed(flat.std(0)) if flat.shape[0] > 1 else None,
+            # Rank-normalized (Vehtari et al. 2021), as ArviZ's defaults: named in the file so
+            # that a reader comparing with other tools knows which estimators these are.
             "ess": listed(self.ess),
+            "ess_method": "bulk",
+            "ess_tail": listed(self.ess_tail),
             "rhat": listed(self.rhat),
+            "rhat_method": "rank",
             "acceptance_rate": None if self.acceptance is None else float(self.acceptance.mean()),
+            "n_divergent": (None if self.divergence_trace is None
+                            else int(self.divergence_trace.sum())),
+            "warnings": list(self.warnings),
             "mean_energy": None if self.energy_trace is None else float(self.energy_trace.mean()),
             "n_grad_evals": self.n_grad_evals,
             "n_data_grads": self.n_data_grads,
@@ -110,6 +146,73 @@ class SampleResult:
             summary["best_energy_min"] = float(self.best_energy.min())
             summary["best_energy_median"] = float(self.best_energy.median())
         return summary
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The run's arrays as numpy, chain first: ArviZ's, NumPyro's and Stan's layout.
+
+        ``samples`` ``(n_chains, n_kept, d)``; when recorded, ``energy`` ``(n_chains, n_kept)``
+        (L, the library's energy: the potential, not ArviZ's Hamiltonian ``energy``) and ``lp``
+        ``= -beta L``, the log density of exp(-beta L) up to its constant; for Metropolis
+        samplers ``acceptance_rate`` ``(n_chains, n_kept)`` (the acceptance probability of
+        each kept sample's step) and ``acceptance`` ``(n_chains,)`` (each chain's rate over
+        the kept phase); ``diverging`` ``(n_chains, n_kept)`` bool for kernels that report
+        divergences. Arrays keep the samples' dtype.
+        """
+
+        def chain_first(tensor: Tensor) -> np.ndarray:
+            return tensor.detach().transpose(0, 1).cpu().numpy()
+
+        arrays = {"samples": chain_first(self.samples)}
+        if self.energy_trace is not None:
+            arrays["energy"] = chain_first(self.energy_trace)
+            arrays["lp"] = chain_first(-self.params.beta * self.energy_trace)
+        if self.acceptance_trace is not None:
+            arrays["acceptance_rate"] = chain_first(self.acceptance_trace)
+        if self.acceptance is not None:
+            arrays["acceptance"] = self.acceptance.detach().cpu().numpy()
+        if self.divergence_trace is not None:
+            arrays["diverging"] = chain_first(self.divergence_trace)
+        return arrays
+
+    def to_inference_data(self) -> Any:
+        """An ``arviz.InferenceData`` of the kept samples (needs ArviZ, imported only here).
+
+        ``posterior``: ``x`` with dims ``(chain, draw, x_dim_0)``. ``sample_stats``: ``lp``
+        ``= -beta L`` (ArviZ's convention, as NumPyro's ``-potential_energy``),
+        ``acceptance_rate`` per draw for Metropolis samplers, ``diverging`` for kernels that
+        report divergences. No ``energy``: ArviZ reads it as the Hamiltonian (for the BFMI),
+        which no Langevin kernel has. Attributes (of the posterior and sample_stats groups and
+        of the InferenceData): ``sampler``, ``step_size``, ``beta``, ``burn_in``, ``thin``,
+        ``inference_library``; ArviZ adds ``created_at`` and ``arviz_version``.
+        """
+        import warnings as python_warnings
+
+        try:
+            # ArviZ 0.23 announces its coming refactor with a FutureWarning on import; that
+            # notice is about ArviZ, not about this call.
+            with python_warnings.catch_warnings():
+                python_warnings.filterwarnings(
+                    "ignore", message="\\s*ArviZ is undergoing", category=FutureWarning
+                )
+                import arviz
+        except ImportError as error:
+            raise ImportError("to_inference_data needs ArviZ: pip install arviz") from error
+        arrays = self.to_arrays()
+        stats = {key: arrays[key] for key in ("lp", "acceptance_rate", "diverging") if key in arrays}
+        attrs = {
+            "inference_library": "measureflow",
+            "sampler": self.sampler,
+            "step_size": float(self.params.step_size),
+            "beta": float(self.params.beta),
+            "burn_in": int(self.burn_in),
+            "thin": int(self.thin),
+        }
+        # On the posterior and sample_stats groups (what a netCDF file keeps per group) and on
+        # the InferenceData itself; copies, as ArviZ edits the dictionaries it is given.
+        return arviz.from_dict(
+            posterior={"x": arrays["samples"]}, sample_stats=stats or None, attrs=dict(attrs),
+            posterior_attrs=dict(attrs), sample_stats_attrs=dict(attrs),
+        )
 
 
 class DualAveraging:
@@ -237,10 +340,21 @@ def run(
     Keeps every ``thin``-th state after burn-in, so ``n_kept = n_steps // thin``. During burn-in
     a sampler with a target acceptance rate adapts its step size by dual averaging (when
     ``adapt_step_size``); the averaged step size is then frozen, so the kept chain is an exact
-    MCMC chain. Positions are checked for NaN/inf every ``check_every`` steps and at the end; a
-    :class:`~measureflow.samplers.base.DivergenceError` reports chains that left the finite
-    numbers. With ``compile``, a sampler that declares ``draw``/``transition`` runs its transition as
-    one compiled graph (see :class:`_FusedStep`).
+    MCMC chain. With ``compile``, a sampler that declares ``draw``/``transition`` runs its
+    transition as one compiled graph (see :class:`_FusedStep`).
+
+    Non-finite values are errors, never results. Before the first step the energy and gradient
+    at the initial points must be finite (taken from the kernel's state when it carries them,
+    else evaluated once; not counted in ``n_grad_evals``), else a ``ValueError`` names the
+    chains. During the run, every ``check_every`` steps and at the end (one host
+    synchronization per check, none per step), the positions, the energy and gradient the
+    state carries, the energies recorded since the last check and the proposals a kernel
+    flagged (``Info.nonfinite_proposal``: MALA's NaN energies, which it would otherwise
+    reject forever) are checked; a :class:`~measureflow.samplers.base.DivergenceError` names
+    the chains, the steps between which it happened, and what to change.
+
+    After the run, ``diagnostics`` computes the rank-normalized R-hat and bulk/tail ESS (when
+    at least 4 draws are kept) and :func:`convergence_warnings` fills ``result.warnings``.
     """
     n_steps = check_count(n_steps, "n_steps")
     burn_in = check_count(burn_in, "burn_in", minimum=0)
@@ -258,6 +372,15 @@ def run(
         if record_energy else None
     )
     accepted = torch.zeros(n_chains, dtype=position.dtype, device=position.device)
+    acceptance_trace = (
+        torch.empty(n_kept, n_chains, dtype=position.dtype, device=position.device)
+        if spec.metropolis else None
+    )
+    # Allocated at the first step whose Info reports them (see SampleResult.divergence_trace).
+    divergence_trace: Tensor | None = None
+    divergent_since_kept: Tensor | None = None
+    # Chains with a proposal the kernel flagged as non-finite since the last check.
+    flagged: Tensor | None = None
     adapter = (
         DualAveraging(params.step_size, spec.target_acceptance)
         if adapt_step_size and spec.target_acceptance is not None and burn_in > 0
@@ -273,17 +396,27 @@ def run(
         )
     step: Any = spec.step
     state = spec.init(position, target, params, generator=generator)
+    _check_initial_points(state, target, spec.name)
     if compile:
         step = _FusedStep(spec.draw, spec.transition, target, params, state, total, generator)
     # Gradient evaluations per chain, and their per-datum cost, as the kernel reports them.
     n_grad, n_data_grad = getattr(state, "init_cost", GradientCount())
     bar = progress_bar(total, f"{spec.name}", enabled=progress)
     update_every = max(1, total // 100)
+    checked_step = checked_slot = 0  # the last clean check, and the energies it covered
     try:
         for t in range(total):
             state, info = step(state, target, params, generator=generator)
             n_grad += info.n_grad
             n_data_grad += info.n_data_grad
+            nonfinite = getattr(info, "nonfinite_proposal", None)
+            if nonfinite is not None:  # one in-place OR per step, no synchronization
+                flagged = nonfinite.clone() if flagged is None else flagged.logical_or_(nonfinite)
+            divergent = getattr(info, "is_divergent", None)
+            if divergent is not None and divergence_trace is None:
+                divergence_trace = torch.zeros(n_kept, n_chains, dtype=torch.bool,
+                                               device=position.device)
+                divergent_since_kept = torch.zeros(n_chains, dtype=torch.bool, device=position.device)
             kept_phase = t - burn_in
             if adapter is not None and t < burn_in:
                 step_size = adapter.update(float(info.acceptance_prob.mean()))
@@ -293,14 +426,24 @@ def run(
             if kept_phase >= 0:
                 if spec.metropolis:
                     accepted += info.is_accepted
+                if divergent_since_kept is not None and divergent is not None:
+                    divergent_since_kept.logical_or_(divergent)
                 if (kept_phase + 1) % thin == 0:
                     slot = kept_phase // thin
                     samples[slot] = state.position
                     if energies is not None:
                         current = getattr(state, "energy", None)
                         energies[slot] = current if current is not None else target.energy(state.position)
+                    if acceptance_trace is not None:
+                        acceptance_trace[slot] = info.acceptance_prob
+                    if divergence_trace is not None:
+                        divergence_trace[slot] = divergent_since_kept
+                        divergent_since_kept.zero_()
             if (t + 1) % check_every == 0 or t + 1 == total:
-                _check_divergence(state.position, t + 1, params, spec.name)
+                n_written = max(0, (kept_phase + 1) // thin)
+                recorded = energies[checked_slot:n_written] if energies is not None else None
+                _check_divergence(state, recorded, flagged, checked_step, t + 1, params, spec.name)
+                checked_step, checked_slot = t + 1, n_written
             if (t + 1) % update_every == 0 or t + 1 == total:
                 bar.update((t + 1) - bar.n)
     finally:
@@ -308,15 +451,25 @@ def run(
         if isinstance(step, _FusedStep):
             step.close()
 
-    ess = rhat = None
+    ess = tail = rhat = None
     if diagnostics and n_kept >= 4:
-        ess, rhat = effective_sample_size(samples), split_rhat(samples)
+        rhat, ess, tail = rank_diagnostics(samples)
+    acceptance = accepted / n_steps if spec.metropolis else None
+    found = (
+        convergence_warnings(rhat=rhat, ess=ess, ess_tail=tail, n_kept=n_kept, n_chains=n_chains,
+                             acceptance=acceptance, divergence_trace=divergence_trace)
+        if diagnostics else ()
+    )
     return SampleResult(
         samples=samples,
         energy_trace=energies,
-        acceptance=accepted / n_steps if spec.metropolis else None,
+        acceptance=acceptance,
         ess=ess,
+        ess_tail=tail,
         rhat=rhat,
+        acceptance_trace=acceptance_trace,
+        divergence_trace=divergence_trace,
+        warnings=found,
         sampler=spec.name,
         params=params,
         burn_in=burn_in,
@@ -328,11 +481,154 @@ def run(
     )
 
 
-def _check_divergence(position: Tensor, t: int, params: SamplerParams, name: str) -> None:
-    if not bool(torch.isfinite(position).all()):
-        n_bad = int((~torch.isfinite(position).all(-1)).sum())
-        raise DivergenceError(
-            f"{n_bad} of {position.shape[0]} {name} chains became NaN/inf by step {t} with "
-            f"step_size={params.step_size:g}; rerun with a smaller step size"
-        )
+def convergence_warnings(
+    *,
+    rhat: Tensor | None,
+    ess: Tensor | None,
+    ess_tail: Tensor | None,
+    n_kept: int,
+    n_chains: int,
+    acceptance: Tensor | None = None,
+    divergence_trace: Tensor | None = None,
+) -> tuple[str, ...]:
+    """One line per convergence problem of a run, each saying what to do; ``()`` when none.
 
+    Stan's and ArviZ's rules (Vehtari et al. 2021): the rank-normalized R-hat above 1.01 (or
+    undefined: all draws of a coordinate equal), the bulk or tail ESS below 100 per chain
+    (the minimum over coordinates); fewer than 4 kept draws (no diagnostics possible); chains
+    of a Metropolis sampler that accepted nothing after burn-in (frozen at one point); any
+    divergent transition. ``rhat``, ``ess``, ``ess_tail``, ``acceptance`` ``(n_chains,)`` as
+    in :class:`SampleResult`. The library returns these lines and never calls
+    ``warnings.warn``: the caller (the CLI) prints them and stores them with the result.
+    """
+    found: list[str] = []
+    if n_kept < 4:
+        found.append(
+            f"only {n_kept} draw(s) kept per chain: R-hat and ESS need at least 4; "
+            "run more steps (or thin less)"
+        )
+    if rhat is not None:
+        undefined = int(torch.isnan(rhat).sum())
+        if undefined:
+            found.append(
+                f"R-hat is undefined for {undefined} of {rhat.numel()} coordinate(s): all their "
+                "draws are equal (frozen chains); lower the step size or check the target"
+            )
+        finite = rhat[~torch.isnan(rhat)]
+        if finite.numel() and float(finite.max()) > RHAT_THRESHOLD:
+            n_high = int((finite > RHAT_THRESHOLD).sum())
+            found.append(
+                f"R-hat is {float(finite.max()):.3g} (> {RHAT_THRESHOLD}) for {n_high} of "
+                f"{rhat.numel()} coordinate(s): the chains have not mixed; run more steps and a "
+                "longer burn-in, or a smaller step size if few proposals are accepted"
+            )
+    floor = ESS_PER_CHAIN * n_chains
+    for value, kind, what in ((ess, "bulk", "the mean and median"),
+                              (ess_tail, "tail", "the 5% and 95% quantiles")):
+        if value is not None and float(value.min()) < floor:
+            found.append(
+                f"{kind} ESS is {float(value.min()):.4g} (min over coordinates), below "
+                f"{ESS_PER_CHAIN} per chain ({floor}): estimates of {what} are unreliable; "
+                "run more steps"
+            )
+    if acceptance is not None:
+        frozen = int((acceptance == 0).sum())
+        if frozen:
+            found.append(
+                f"{frozen} of {n_chains} chain(s) accepted no proposal after burn-in and never "
+                "moved; lower the step size or lengthen burn-in so its adaptation can"
+            )
+    if divergence_trace is not None:
+        n_divergent = int(divergence_trace.sum())
+        if n_divergent:
+            found.append(
+                f"{n_divergent} divergent transition(s) after burn-in: the draws near them are "
+                "biased; lower the step size"
+            )
+    return tuple(found)
+
+
+def _chain_list(bad: Tensor, limit: int = 5) -> str:
+    """``"chains 0, 3, 7"`` (the first ``limit`` indices of the True entries, then "...")."""
+    index = torch.nonzero(bad).flatten()[: limit + 1].tolist()
+    shown = ", ".join(str(i) for i in index[:limit])
+    return f"chain{'s' if len(index) > 1 else ''} {shown}{', ...' if len(index) > limit else ''}"
+
+
+def _check_initial_points(state: Any, target: Target, name: str) -> None:
+    """Refuse to start from points where the target's energy or gradient is NaN or infinite.
+
+    Uses the energy and gradient the kernel's ``init`` computed (MALA, annealed) when the state
+    carries them; otherwise evaluates them once (one gradient per chain, not counted as a step).
+    """
+    energy, gradient = getattr(state, "energy", None), getattr(state, "grad", None)
+    if energy is None or gradient is None:
+        energy, gradient = target.energy_and_grad(state.position)
+    bad_energy = ~torch.isfinite(energy)
+    bad_gradient = ~torch.isfinite(gradient).all(-1)
+    bad = bad_energy | bad_gradient
+    if not bool(bad.any()):  # one synchronization, before the first step
+        return
+    parts = []
+    for what, flags, values in (("energy", bad_energy, energy), ("gradient", bad_gradient, gradient)):
+        if bool(flags.any()):
+            nonfinite = values[flags]
+            is_nan = torch.isnan(nonfinite[~torch.isfinite(nonfinite)])
+            kind = ("NaN" if bool(is_nan.all())
+                    else "infinite" if not bool(is_nan.any()) else "NaN or infinite")
+            parts.append(f"{what} is {kind}")
+    raise ValueError(
+        f"the target's {' and its '.join(parts)} at the initial points of {int(bad.sum())} of "
+        f"{bad.numel()} {name} chains ({_chain_list(bad)}), before step 1: fix the target or "
+        "start the chains where it is finite"
+    )
+
+
+def _check_divergence(
+    state: Any,
+    recorded: Tensor | None,
+    flagged: Tensor | None,
+    last_clean: int,
+    t: int,
+    params: SamplerParams,
+    name: str,
+) -> None:
+    """Raise :class:`DivergenceError` if a chain's state went non-finite in steps
+    ``last_clean + 1 .. t``: its position, the energy and gradient the state carries, the
+    energies ``recorded`` ``(k, n_chains)`` at the samples kept since, or a proposal the kernel
+    ``flagged`` ``(n_chains,)``. One host synchronization when all is finite."""
+    position = state.position
+    bad_position = ~torch.isfinite(position).all(-1)
+    bad = bad_position.clone()
+    energy, gradient = getattr(state, "energy", None), getattr(state, "grad", None)
+    if isinstance(energy, Tensor):
+        bad |= ~torch.isfinite(energy)
+    if isinstance(gradient, Tensor) and gradient.shape == position.shape:
+        bad |= ~torch.isfinite(gradient).all(-1)
+    if recorded is not None and recorded.numel():
+        bad |= ~torch.isfinite(recorded).all(0)
+    if flagged is not None:
+        bad |= flagged
+    if not bool(bad.any()):
+        return
+    beta = min(params.beta, getattr(params, "beta_start", params.beta))
+    noise_scale = math.sqrt(2 * params.step_size / beta)
+    # Beyond sqrt(largest float) a typical noise draw's square (a quadratic energy) overflows.
+    limit = math.sqrt(torch.finfo(position.dtype).max)
+    if noise_scale > limit:
+        advice = (f"the noise scale sqrt(2 h / beta) = {noise_scale:.3g} is beyond what "
+                  f"{str(position.dtype).removeprefix('torch.')} can square ({limit:.2g}); "
+                  "raise beta (or lower the step size)")
+    elif not bool(bad_position.any()):
+        # Finite positions, so the target itself returned NaN/inf there (or at proposals).
+        where = ("points it proposed" if flagged is not None and bool(flagged.any())
+                 else "finite points the chains reached")
+        advice = (f"the target's energy or gradient was NaN/inf at {where}; fix the target "
+                  "there (MALA rejects proposals whose energy is +inf) or lower the step size")
+    else:
+        advice = "rerun with a smaller step size"
+    raise DivergenceError(
+        f"{int(bad.sum())} of {bad.numel()} {name} chains ({_chain_list(bad)}) became NaN/inf "
+        f"by step {t} with step_size={params.step_size:g}, beta={params.beta:g} (all finite at "
+        f"step {last_clean}): {advice}"
+    )

@@ -30,6 +30,10 @@ class MALAState(NamedTuple):
 class MALAInfo(NamedTuple):
     acceptance_prob: Tensor  # (n_chains,)
     is_accepted: Tensor  # (n_chains,) bool
+    # (n_chains,) bool: the proposal was not a point the target is defined at, so its rejection
+    # hides a fault (the driver raises): a non-finite proposal, a NaN energy, or a non-finite
+    # gradient at a finite energy. An energy of +inf (a zero density) is a valid rejection.
+    nonfinite_proposal: Tensor
     n_grad: int  # gradient evaluations per chain in this step: one, at the proposal
     n_data_grad: float  # their per-datum cost: N on a finite-sum target
 
@@ -80,6 +84,11 @@ def transition(
     log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
     acceptance_prob = log_ratio.clamp(max=0.0).exp()
     accepted = uniform < acceptance_prob
+    nonfinite = (
+        ~torch.isfinite(proposal).all(-1)
+        | torch.isnan(energy)
+        | ((energy < math.inf) & ~torch.isfinite(gradient).all(-1))
+    )
     keep = accepted[:, None]
     new_state = MALAState(
         torch.where(keep, proposal, state.position),
@@ -87,7 +96,7 @@ def transition(
         torch.where(keep, gradient, state.grad),
         state.init_cost,
     )
-    return new_state, MALAInfo(acceptance_prob, accepted, 1, full_gradient_cost(target))
+    return new_state, MALAInfo(acceptance_prob, accepted, nonfinite, 1, full_gradient_cost(target))
 
 
 def step(
@@ -98,7 +107,9 @@ def step(
     Proposal y = x - h grad L(x) + sqrt(2 h / beta) xi, accepted with probability
     min(1, exp(-beta (L(y) - L(x))) q(x | y) / q(y | x)) where
     log q(y | x) = -beta ||y - x + h grad L(x)||^2 / (4 h). The chain is exactly reversible for
-    pi = exp(-beta L). A proposal with a non-finite energy is rejected.
+    pi = exp(-beta L). A proposal with energy +inf (outside the target's support) is rejected;
+    one with a NaN energy, a non-finite gradient or non-finite coordinates is rejected too and
+    flagged in ``Info.nonfinite_proposal``, which the driver turns into an error.
 
     ``step(state) == transition(state, draw(state))``: the random numbers are drawn first (xi,
     then u), the rest is deterministic.
