@@ -27,6 +27,7 @@ from cli_helpers import (
 import measureflow.generative.diffusion.training as diffusion_training
 from measureflow._core import make_generator
 from measureflow.cli import diffusion as diffusion_cli
+from measureflow.cli._common import held_out_generator
 from measureflow.data import Standardizer, load_dataset, toy_mixture
 from measureflow.generative import TrainedModel
 from measureflow.generative.diffusion import log_likelihood, probability_flow, score_model
@@ -142,10 +143,10 @@ def test_nll_is_reported_in_the_data_units(shifted, tmp_path):
     report = json.loads((out / "nll.json").read_text())
     assert report["data"]["n"] == 40 and report["exact_divergence"] and report["true_nll_mean"] is None
     # The identity log p_data(x) = log p_std((x - m)/s) - sum log s, against the library run on
-    # the same 40 rows (the CLI's subset: 40 of 600 drawn with a generator seeded by --seed).
+    # the same 40 rows (the CLI's subset: 40 of 600 drawn with the held-out generator of --seed).
     trained = TrainedModel.load(run)
     model, standardizer = score_model(trained), trained.standardizer
-    points = load_dataset(path, n=40, generator=make_generator(2)).x
+    points = load_dataset(path, n=40, generator=held_out_generator(2)).x
     log_p = log_likelihood(model, model.sde, standardizer.forward(points), rtol=1e-3,
                            atol=1e-3).log_prob
     nll_values = -log_p.double() + torch.log(standardizer.std).sum()
@@ -160,7 +161,7 @@ def test_nll_against_the_true_density_of_a_mixture_toy(moons_run, tmp_path):
                     "--tolerance", "1e-3", "--out", out)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "nll.json").read_text())
-    points = load_dataset("8gaussians", n=30, generator=make_generator(1)).x  # the default --seed 1
+    points = load_dataset("8gaussians", n=30, generator=held_out_generator(0)).x  # the default --seed 0
     true_values = -toy_mixture("8gaussians").log_prob(points.double())
     assert report["true_nll_mean"] == pytest.approx(float(true_values.mean()), rel=1e-9)
     assert report["gap_mean"] == pytest.approx(report["nll_mean"] - report["true_nll_mean"], rel=1e-9)
@@ -334,8 +335,9 @@ def test_ebm_train_then_sample_in_the_data_units(ebm_run, tmp_path):
     data = json.loads((ebm_run / "result.json").read_text())
     assert data["command"] == "ebm train" and data["steps"] == 30 and math.isfinite(data["final_loss"])
     out = tmp_path / "samples"
-    result = invoke("ebm", "sample", "--ckpt", ebm_run, "--n", "100", "--steps", "20", "--seed", "4",
-                    "--no-progress", "--out", out)
+    # --burn-in 10 adapting steps, then --steps 10: the library's n_steps = 20 with burn_in 10.
+    result = invoke("ebm", "sample", "--ckpt", ebm_run, "--n-samples", "100", "--burn-in", "10",
+                    "--steps", "10", "--seed", "4", "--no-progress", "--out", out)
     assert result.exit_code == 0, result.output
     assert {path.name for path in out.iterdir()} == {"samples.npz", "samples.png", "landscape.png",
                                                       "result.json"}

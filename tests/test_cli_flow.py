@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from measureflow.cli import app
 
 runner = CliRunner()
-SMALL = ["--particles", "60", "--steps", "30", "--no-progress"]
+SMALL = ["--n-particles", "60", "--steps", "30", "--no-progress"]
 FILES = ["flow.png", "particles.npz", "result.json"]
 
 
@@ -79,7 +79,7 @@ BAD_INPUT = {
     "unknown target": (["--target", "no-such-target"], "unknown target"),
     "negative step": (["--step-size", "-0.1"], "--step-size"),
     "nan beta": (["--beta", "nan"], "--beta"),
-    "one particle": (["--particles", "1"], "--particles"),
+    "one particle": (["--n-particles", "1"], "--n-particles"),
     "zero steps": (["--steps", "0"], "--steps"),
     "bad entropy": (["--entropy", "kde"], "--entropy"),
     "option of another functional": (["--functional", "svgd", "--noise-level", "0.1"], "--noise-level"),

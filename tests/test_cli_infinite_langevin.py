@@ -27,7 +27,7 @@ def test_function_space_run_writes_the_posterior_figure(tmp_path, target, dim):
     assert data["figures"] == ["sample.png", "posterior.png"] and data["settings"]["lam"] == 0.01
     assert (out / "posterior.png").read_bytes()[:8] == PNG_SIGNATURE
     samples = np.load(out / "samples.npz")["samples"]
-    assert samples.shape == (40, 20, dim) and np.isfinite(samples).all()
+    assert samples.shape == (20, 40, dim) and np.isfinite(samples).all()  # (chain, draw, dim)
 
 
 @pytest.mark.parametrize(("args", "expected"), [

@@ -1,7 +1,13 @@
 """Small shared pieces: validation, randomness, progress bars, atomic file writes and figures."""
 
 from measureflow._core.figures import new_figure, save_figure
-from measureflow._core.io import atomic_path, atomic_write_json, atomic_write_text, save_npz
+from measureflow._core.io import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    save_npz,
+)
 from measureflow._core.progress import progress_bar
 from measureflow._core.rng import make_generator, randn, seeded_build
 from measureflow._core.validate import (
@@ -27,6 +33,7 @@ __all__ = [
     "new_figure",
     "progress_bar",
     "randn",
+    "remove_stale_temporaries",
     "save_figure",
     "save_npz",
     "seeded_build",

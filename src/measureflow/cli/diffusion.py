@@ -41,6 +41,8 @@ _PREVIEW_STEPS = 25  # Heun steps (50 network calls) for the sample figures writ
 _TRAJECTORIES = 60  # paths drawn per trajectory panel
 _TRAJECTORY_RECORDS = 50  # about this many snapshots along each path
 DEFAULT_TOLERANCE = 1e-5
+_DEFAULT_SAMPLES = 10_000
+_DEFAULT_NLL_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def train(
     data: Annotated[str, typer.Option(help=common.DATA_HELP + ".")],
     steps: Annotated[int, typer.Option(help="Training steps (one minibatch each).")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed (data draws, initialization, batches, noise).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/diffusion/DATA).")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/diffusion/DATA).")] = None,
     resume: common.ResumeOption = False,
     overwrite: common.OverwriteOption = False,
     sde: Annotated[str, typer.Option(help=f"Forward SDE: {', '.join(SDE_NAMES)}.")] = "vp",
@@ -115,14 +117,15 @@ def train(
     no_progress: common.NoProgressOption = False,
 ) -> None:
     """Train a score model on data by denoising score matching."""
-    with common.user_errors():
+    with common.user_errors(common.TRAIN_FLAGS):
         settings = TrainSettings(
             data=data, steps=steps, seed=seed, resume=resume, overwrite=overwrite, sde=sde, schedule=schedule,
-            out=str(out or Path("runs") / "diffusion" / (Path(data).stem or data)), weighting=weighting,
+            out=str(Path("runs") / "diffusion" / (Path(data).stem or data) if out is None else out),
+            weighting=weighting,
             batch_size=batch_size, lr=lr, n_data=n_data, checkpoint_every=checkpoint_every,
             figure_samples=figure_samples, device=common.check_device(device), progress=not no_progress,
         )
-        run = common.start_training(settings, _PREVIEWS, replaced=("result.json",))
+        run = common.start_training(settings, _PREVIEWS, replaced=("result.json",), command="diffusion train")
         process = make_sde(settings.sde, **({} if schedule is None else {"schedule": schedule}))
         with common.interruptible(run.folder):
             _, history = train_diffusion(
@@ -197,20 +200,26 @@ def sample(
         help="Steps of the sampler (default: sde/pc/als 500, ode 100; not for ode-adaptive).")] = None,
     tolerance: Annotated[float | None, typer.Option(
         help=f"ode-adaptive: rtol = atol of the solver (default {DEFAULT_TOLERANCE:g}).")] = None,
-    n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,
+    n_samples: Annotated[int | None, typer.Option(
+        "--n-samples", show_default=str(_DEFAULT_SAMPLES), help="Number of samples.")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-samples.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path | None, typer.Option(
+    out: Annotated[str | None, typer.Option(
         help="Output folder (default: RUN/samples-SAMPLER beside the checkpoint).")] = None,
+    overwrite: common.SampleOverwriteOption = False,
     device: common.DeviceOption = "cpu",
     no_progress: common.NoProgressOption = False,
 ) -> None:
     """Sample a trained diffusion model by running its SDE backward."""
-    with common.user_errors():
-        settings = SampleSettings(ckpt=str(ckpt), sampler=sampler, steps=steps, tolerance=tolerance, n=n,
-                                  seed=seed, out=str(out or common.run_folder(ckpt) / f"samples-{sampler}"),
-                                  device=common.check_device(device), progress=not no_progress)
-        folder = common.check_out(settings.out)
+    with common.user_errors({"n_steps": "--steps", "rtol": "--tolerance", "atol": "--tolerance"}):
+        settings = SampleSettings(
+            ckpt=str(ckpt), sampler=sampler, steps=steps, tolerance=tolerance,
+            n=common.merge_alias(n_samples, n, "--n-samples", "--n", _DEFAULT_SAMPLES), seed=seed,
+            out=str(common.run_folder(ckpt) / f"samples-{sampler}" if out is None else out),
+            device=common.check_device(device), progress=not no_progress, overwrite=overwrite)
+        folder = common.check_out(settings.out, "diffusion sample", overwrite=settings.overwrite)
         model = common.load_trained(ckpt, "diffusion", settings.device)
+        common.check_sample_memory(settings.n, model.event_shape, "samples")
         score, vector = score_model(model), model.data_kind == "vector"
         planar = vector and model.event_shape == (2,)
         generator = make_generator(settings.seed, settings.device)
@@ -241,7 +250,7 @@ def sample(
 
 
 @dataclass(frozen=True, kw_only=True)
-class NLLSettings(common.SampleRunSettings):
+class NLLSettings(common.NLLRunSettings):
     """The settings of ``diffusion nll``, validated on construction (ValueError naming the flag)."""
 
     data: str | None
@@ -264,22 +273,34 @@ def nll(
     ckpt: Annotated[Path, typer.Option(help=_CKPT_HELP)],
     data: Annotated[str | None, typer.Option(
         help=common.DATA_HELP + " (default: the training data; toys are fresh draws with --seed).")] = None,
-    n: Annotated[int, typer.Option(help="Number of data points (toys: draws; files: a random subset).")]
-    = 1000,
+    n_data: Annotated[int | None, typer.Option(
+        "--n-data", show_default=str(_DEFAULT_NLL_POINTS),
+        help="Number of data points (toys: draws; files: a random subset).")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-data.")] = None,
     seed: Annotated[int, typer.Option(
-        help="Random seed (toy draws, subsets, divergence probes); toys: a seed other than training's "
-             "gives held-out draws.")] = 1,
+        help="Random seed (toy draws, subsets, divergence probes); the draws come from a stream of their "
+             "own, held out from the training data whatever the seed.")] = 0,
     tolerance: Annotated[float, typer.Option(
         help="rtol = atol of the adaptive ODE solver (dopri5).")] = DEFAULT_TOLERANCE,
-    out: Annotated[Path | None, typer.Option(help="Folder for nll.json (default: the run folder).")] = None,
+    out: Annotated[str | None, typer.Option(help="Folder for nll.json (default: the run folder).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Write into an --out whose nll.json another command wrote.")] = False,
     device: common.DeviceOption = "cpu",
+    no_progress: Annotated[bool, typer.Option(
+        "--no-progress", help="Accepted for uniformity: this command shows no progress bar.")] = False,
 ) -> None:
     """Exact negative log-likelihood of data under a trained model, in the data's own units."""
-    with common.user_errors():
-        settings = NLLSettings(ckpt=str(ckpt), data=data, n=n, seed=seed, tolerance=tolerance,
-                               out=str(out or common.run_folder(ckpt)), device=common.check_device(device))
-        folder = common.check_out(settings.out)
+    with common.user_errors({"rtol": "--tolerance", "atol": "--tolerance"}):
+        settings = NLLSettings(ckpt=str(ckpt), data=data,
+                               n=common.merge_alias(n_data, n, "--n-data", "--n", _DEFAULT_NLL_POINTS),
+                               seed=seed, tolerance=tolerance,
+                               out=str(common.run_folder(ckpt) if out is None else out),
+                               device=common.check_device(device), overwrite=overwrite,
+                               progress=not no_progress)
+        folder = common.check_out(settings.out, "diffusion nll", overwrite=settings.overwrite,
+                                  marker="nll.json")
         model = common.load_trained(ckpt, "diffusion", settings.device)
+        common.check_sample_memory(settings.n, model.event_shape, "data points")
         dataset = common.nll_data(model, settings.data, settings.n, settings.seed)
         score = score_model(model)
         started = time.perf_counter()

@@ -42,6 +42,7 @@ _DATA_HELP = (f"Vector data: one of {', '.join(name for name in DATASET_NAMES if
               "or a path to a .csv/.npy file of shape (n, d)")
 _FIGURE_POINTS = 2000  # data points drawn on a landscape
 _PREVIEWS = "landscape_step*.png"
+_DEFAULT_SAMPLES = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,7 +91,7 @@ def train(
     data: Annotated[str, typer.Option(help=_DATA_HELP + ".")],
     steps: Annotated[int, typer.Option(help="Training steps (one minibatch each).")] = 4000,
     seed: Annotated[int, typer.Option(help="Random seed (data draws, initialization, batches, chains).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/ebm/DATA).")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/ebm/DATA).")] = None,
     resume: common.ResumeOption = False,
     overwrite: common.OverwriteOption = False,
     batch_size: Annotated[int, typer.Option(help="Data rows and replay-buffer chains per step.")] = 256,
@@ -115,15 +116,18 @@ def train(
     no_progress: common.NoProgressOption = False,
 ) -> None:
     """Train an energy-based model on vector data by maximum likelihood (persistent Langevin chains)."""
-    with common.user_errors():
+    with common.user_errors({**common.TRAIN_FLAGS, "n_langevin": "--langevin-steps",
+                             "buffer_size": "--buffer-size"}):
         settings = EBMTrainSettings(
             data=data, steps=steps, seed=seed, resume=resume, overwrite=overwrite,
-            out=str(out or Path("runs") / "ebm" / (Path(data).stem or data)), batch_size=batch_size, lr=lr,
+            out=str(Path("runs") / "ebm" / (Path(data).stem or data) if out is None else out),
+            batch_size=batch_size, lr=lr,
             n_data=n_data, hidden=hidden, depth=depth, alpha=alpha, langevin_steps=langevin_steps,
             langevin_step_size=langevin_step_size, buffer_size=buffer_size, checkpoint_every=checkpoint_every,
             device=common.check_device(device), progress=not no_progress,
         )
-        run = common.start_training(settings, _PREVIEWS)
+        run = common.start_training(settings, _PREVIEWS, command="ebm train",
+                                    batch_rows=max(settings.batch_size, settings.buffer_size))
         shown = run.x[:_FIGURE_POINTS]
 
         def on_checkpoint(step: int, folder: Path) -> None:
@@ -151,17 +155,22 @@ class EBMSampleSettings(common.SampleRunSettings):
     """The settings of ``ebm sample``, validated on construction (ValueError naming the flag)."""
 
     steps: int
+    burn_in: int
     step_size: float
     progress: bool
 
     def __post_init__(self) -> None:
         super().__post_init__()
         common.check_count(self.steps, "--steps")
+        common.check_count(self.burn_in, "--burn-in", minimum=0)
+        common.check_count(self.steps + self.burn_in, "--steps + --burn-in")
         common.check_positive_number(self.step_size, "--step-size")
 
 
 @ebm_app.command("sample", help=(
     "Sample a trained EBM with MALA chains started from N(0, I) (standardized units).\n\n"
+    "Each chain runs --burn-in steps that adapt the step size toward acceptance 0.574, then --steps "
+    "steps with it fixed, and keeps its last state: one sample per chain. "
     "Writes samples.npz in the data's own units (the standardization is undone), samples.png (over "
     "the data), for 2-D data landscape.png (the learned energy and density with the samples), and "
     "result.json. Chains stay in the basin they start in: mode weights reflect the starting points "
@@ -169,33 +178,44 @@ class EBMSampleSettings(common.SampleRunSettings):
 ))
 def sample(
     ckpt: Annotated[Path, typer.Option(help="An EBM checkpoint: the run folder or its .pt file.")],
-    n: Annotated[int, typer.Option(help="Number of samples (independent MALA chains).")] = 1000,
+    n_samples: Annotated[int | None, typer.Option(
+        "--n-samples", show_default=str(_DEFAULT_SAMPLES),
+        help="Number of samples (independent MALA chains, one sample each).")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-samples.")] = None,
     steps: Annotated[int, typer.Option(
-        help="MALA steps per chain; the first half adapts the step size.")] = 1000,
+        help="MALA steps per chain after --burn-in, with the adapted step size fixed.")] = 500,
+    burn_in: Annotated[int, typer.Option(
+        help="MALA steps first, adapting the step size toward acceptance 0.574.")] = 500,
     step_size: Annotated[float, typer.Option(
-        help="Initial MALA step size (standardized units), adapted toward acceptance 0.574.")] = 0.01,
+        help="Initial MALA step size (standardized units), adapted during --burn-in.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path | None, typer.Option(
+    out: Annotated[str | None, typer.Option(
         help="Output folder (default: RUN/samples beside the checkpoint).")] = None,
+    overwrite: common.SampleOverwriteOption = False,
     device: common.DeviceOption = "cpu",
     no_progress: common.NoProgressOption = False,
 ) -> None:
     """Sample a trained EBM with MALA chains started from N(0, I) (standardized units)."""
-    with common.user_errors():
-        settings = EBMSampleSettings(ckpt=str(ckpt), n=n, steps=steps, step_size=step_size, seed=seed,
-                                     out=str(out or common.run_folder(ckpt) / "samples"),
-                                     device=common.check_device(device), progress=not no_progress)
-        folder = common.check_out(settings.out)
+    with common.user_errors({"step_size": "--step-size", "burn_in": "--burn-in"}):
+        settings = EBMSampleSettings(
+            ckpt=str(ckpt), n=common.merge_alias(n_samples, n, "--n-samples", "--n", _DEFAULT_SAMPLES),
+            steps=steps, burn_in=burn_in, step_size=step_size, seed=seed,
+            out=str(common.run_folder(ckpt) / "samples" if out is None else out),
+            device=common.check_device(device), progress=not no_progress, overwrite=overwrite)
+        folder = common.check_out(settings.out, "ebm sample", overwrite=settings.overwrite)
         model = common.load_trained(ckpt, "ebm", settings.device)
+        common.check_sample_memory(settings.n, model.event_shape, "MALA chains")
         started = time.perf_counter()
+        # sample_ebm's n_steps is the whole run, of which the first burn_in adapt the step size.
         z = model.sample_model_units(settings.n, generator=make_generator(settings.seed, settings.device),
-                                     n_steps=settings.steps, step_size=settings.step_size,
-                                     progress=settings.progress)
+                                     n_steps=settings.steps + settings.burn_in, burn_in=settings.burn_in,
+                                     step_size=settings.step_size, progress=settings.progress)
         wall_time = time.perf_counter() - started
         samples = model.to_data_units(z)
         # The training file may have moved: then the samples are drawn alone.
         reference, _ = common.reference_points(model, settings.seed, _FIGURE_POINTS)
-        title = f"{common.data_label(model.data_spec)}: {settings.n} MALA chains, {settings.steps} steps"
+        title = (f"{common.data_label(model.data_spec)}: {settings.n} MALA chains, {settings.burn_in} + "
+                 f"{settings.steps} steps")
         figures = {"samples.png": partial(save_figure, samples_figure(samples, reference, title))}
         if model.event_shape == (2,):
             shown = model.to_model_units(reference) if reference is not None else z

@@ -18,10 +18,12 @@ from measureflow._core import atomic_write_json, make_generator, save_npz
 from measureflow.cli._common import (
     check_count,
     check_device,
+    check_memory,
     check_out,
     check_positive_number,
     check_seed,
     json_safe,
+    merge_alias,
     user_errors,
 )
 from measureflow.cli._common.targets import TARGETS, resolve_target
@@ -57,6 +59,11 @@ _FLAGS = {"beta": "--beta", "entropy": "--entropy", "bandwidth": "--bandwidth",
           "noise_level": "--noise-level", "target_samples": "--target-samples", "kernel": "--kernel",
           "attraction": "--attraction", "repulsion": "--repulsion"}
 _DEFAULT_TARGET = "ring"
+_DEFAULT_PARTICLES = 500
+# The library's argument names in its messages, as this command's options (only names that
+# cannot be plain words of a message).
+_LIBRARY_FLAGS = {"n_steps": "--steps", "step_size": "--step-size", "record_every": "--record-every",
+                  "noise_level": "--noise-level", "target_samples": "--target-samples"}
 _ENTROPIES = ("noise", "blob")  # the methods of flows.Entropy / flows.KL
 _KERNELS = ("gaussian", "imq")  # the kernels of flows.MMD
 
@@ -69,7 +76,7 @@ class FlowSettings:
     functional: str
     target: str | None
     dim: int | None
-    particles: int
+    n_particles: int
     steps: int
     step_size: float
     beta: float | None
@@ -86,6 +93,7 @@ class FlowSettings:
     device: str
     out: str
     progress: bool
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if self.functional not in FUNCTIONALS:
@@ -93,7 +101,7 @@ class FlowSettings:
                 f"unknown functional {self.functional!r}; choose one of {', '.join(FUNCTIONALS)}"
             )
         choice = FUNCTIONALS[self.functional]
-        check_count(self.particles, "--particles", minimum=2)
+        check_count(self.n_particles, "--n-particles", minimum=2)
         check_count(self.steps, "--steps")
         check_positive_number(self.step_size, "--step-size")
         if self.beta is not None:
@@ -169,7 +177,7 @@ def _build(settings: FlowSettings, generator: torch.Generator) -> tuple[Any, Any
         if not model.has_sampler:
             raise ValueError(f"--functional mmd needs exact samples of the target, and target "
                              f"{settings.target_name!r} has no exact sampler")
-        size = settings.target_samples or settings.particles
+        size = settings.target_samples or settings.n_particles
         samples = model.sample(size, beta=settings.inverse_temperature, generator=generator)
         functional = flows.MMD(samples, kernel=settings.kernel or "gaussian", bandwidth=settings.bandwidth,
                                noise_level=settings.noise_level or 0.0)
@@ -208,6 +216,20 @@ def _print_summary(result: flows.FlowResult, out: Path) -> None:
     Console().print(table)
 
 
+def _check_flow_memory(settings: FlowSettings, dimension: int) -> None:
+    """Refuse sizes the machine cannot hold, before building anything (float64 throughout): the
+    recorded snapshots (at most 1000 particles each), the particles and about eight working copies,
+    and the n x m kernel matrices of the interacting functionals (svgd, blob, mmd, aggregation),
+    about four of them at a time."""
+    n = settings.n_particles
+    every = settings.record_every or max(1, settings.steps // 100)
+    records = settings.steps // every + 2
+    pairs = {"svgd": n * n, "aggregation": n * n, "mmd": n * (settings.target_samples or n) + n * n,
+             "kl": n * n if settings.entropy == "blob" else 0}.get(settings.functional, 0)
+    check_memory(8 * (records * min(n, 1000) * dimension + 8 * n * dimension + 4 * pairs),
+                 f"{n:,} particles in dimension {dimension:,} ({records:,} records)")
+
+
 def flow(
     functional: Annotated[str, typer.Option(
         help="; ".join(f"{name}: {choice.description}" for name, choice in FUNCTIONALS.items()))] = "kl",
@@ -215,45 +237,61 @@ def flow(
         help=f"Target (kl, svgd, mmd, descent): one of {', '.join(TARGETS)}, or path/to/file.py:function "
              f"(default {_DEFAULT_TARGET}).")] = None,
     dim: Annotated[int | None, typer.Option(
-        help="Dimension of dimension-generic targets and of aggregation.")] = None,
-    particles: Annotated[int, typer.Option(help="Number of particles.")] = 500,
+        help="Dimension of dimension-generic targets and of aggregation (default: the target's own; "
+             "aggregation 2).")] = None,
+    n_particles: Annotated[int | None, typer.Option(
+        "--n-particles", show_default=str(_DEFAULT_PARTICLES), help="Number of particles.")] = None,
+    particles: Annotated[int | None, typer.Option(
+        "--particles", hidden=True, help="Old name of --n-particles.")] = None,
     steps: Annotated[int, typer.Option(help="Number of forward-Euler steps.")] = 1000,
     step_size: Annotated[float, typer.Option(help="Step size h.")] = 0.01,
     beta: Annotated[float | None, typer.Option(
         help="Inverse temperature of the target pi_beta (kl, svgd, mmd; default 1).")] = None,
     init_scale: Annotated[float, typer.Option(
         help="The particles start as init_scale * N(0, I).")] = 1.0,
-    entropy: Annotated[str | None, typer.Option(help="kl: noise (Langevin) or blob (deterministic).")] = None,
+    entropy: Annotated[str | None, typer.Option(
+        help="kl: noise (Langevin; the default) or blob (deterministic).")] = None,
     bandwidth: Annotated[float | None, typer.Option(
-        help="Kernel bandwidth (svgd, mmd, kl with --entropy blob); default from the data.")] = None,
-    noise_level: Annotated[float | None, typer.Option(help="mmd: noise injection level.")] = None,
+        help="Kernel bandwidth (svgd, mmd, kl with --entropy blob); default from the particles: the "
+             "median heuristic (svgd, mmd: on the target sample), Silverman's rule (blob).")] = None,
+    noise_level: Annotated[float | None, typer.Option(help="mmd: noise injection level (default 0).")] = None,
     target_samples: Annotated[int | None, typer.Option(
-        help="mmd: size of the exact target sample (default --particles).")] = None,
-    kernel: Annotated[str | None, typer.Option(help="mmd: gaussian or imq.")] = None,
+        help="mmd: size of the exact target sample (default --n-particles).")] = None,
+    kernel: Annotated[str | None, typer.Option(help="mmd: gaussian (the default) or imq.")] = None,
     attraction: Annotated[float | None, typer.Option(help="aggregation: exponent a (default 2).")] = None,
     repulsion: Annotated[float | None, typer.Option(help="aggregation: exponent b < a (default 1).")] = None,
     record_every: Annotated[int | None, typer.Option(
         help="Record value and snapshot every this many steps (default: about 100 records).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default runs/flow/FUNCTIONAL).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (default runs/flow/FUNCTIONAL).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Write into an --out that holds another command's run (its result.json "
+                            "is replaced).")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
 ) -> None:
     """Move particles along a gradient flow; write particles.npz, result.json, flow.png."""
-    with user_errors():
+    with user_errors(_LIBRARY_FLAGS):
         settings = FlowSettings(
-            functional=functional, target=target, dim=dim, particles=particles, steps=steps,
-            step_size=step_size, beta=beta, init_scale=init_scale, entropy=entropy,
+            functional=functional, target=target, dim=dim,
+            n_particles=merge_alias(n_particles, particles, "--n-particles", "--particles",
+                                    _DEFAULT_PARTICLES),
+            steps=steps, step_size=step_size, beta=beta, init_scale=init_scale, entropy=entropy,
             bandwidth=bandwidth, noise_level=noise_level, target_samples=target_samples,
             kernel=kernel, attraction=attraction, repulsion=repulsion, record_every=record_every,
             seed=seed, device=check_device(device),
             out=str(out if out is not None else Path("runs") / "flow" / functional),
-            progress=not no_progress,
+            progress=not no_progress, overwrite=overwrite,
         )
-        folder = check_out(settings.out)
+        folder = check_out(settings.out, "flow", overwrite=settings.overwrite)
+        if settings.functional == "aggregation":  # no target: the dimension is known now
+            _check_flow_memory(settings, settings.dim if settings.dim is not None else 2)
+        elif settings.dim is not None:
+            _check_flow_memory(settings, settings.dim)
         generator = make_generator(settings.seed, settings.device)
         model, target_model, dimension = _build(settings, generator)
-        x0 = settings.init_scale * torch.randn(settings.particles, dimension, generator=generator,
+        _check_flow_memory(settings, dimension)
+        x0 = settings.init_scale * torch.randn(settings.n_particles, dimension, generator=generator,
                                                dtype=torch.float64, device=settings.device)
         result = flows.run(model, x0, settings.step_size, settings.steps, generator=generator,
                            record_every=settings.record_every, progress=settings.progress)

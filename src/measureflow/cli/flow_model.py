@@ -29,6 +29,9 @@ flow_model_app = typer.Typer(name="flow-model", no_args_is_help=True, add_comple
 _DATA_HELP = f"Data: one of {', '.join(TOY_NAMES)}, or a path to a .csv/.npy file of shape (n, d)"
 _CKPT_HELP = "A flow checkpoint: the run folder or its .pt file."
 _FIGURE = "samples.png"  # the samples drawn once training ends (none at the checkpoints)
+_DEFAULT_SAMPLES = 10_000
+_DEFAULT_NLL_POINTS = 1000
+_NO_PROGRESS_HELP = "Accepted for uniformity: this command shows no progress bar."
 
 
 def _parse_hidden(text: str) -> list[int]:
@@ -71,7 +74,7 @@ def train(
     data: Annotated[str, typer.Option(help=_DATA_HELP + ".")],
     steps: Annotated[int, typer.Option(help="Training steps (one minibatch each).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed (data draws, initialization, batches).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/flow-model/DATA).")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/flow-model/DATA).")] = None,
     flow: Annotated[str, typer.Option(help="nsf (neural spline) or maf (masked affine).")] = "nsf",
     transforms: Annotated[int, typer.Option(help="Number of autoregressive layers.")] = 4,
     hidden: Annotated[str, typer.Option(help="Hidden widths of each layer's network, e.g. 64,64.")] = "64,64",
@@ -93,15 +96,16 @@ def train(
     samples.png and result.json. The data are standardized per feature (stored in the checkpoint).
     --resume continues an interrupted run exactly; --overwrite starts afresh over one.
     """
-    with common.user_errors():
+    with common.user_errors(common.TRAIN_FLAGS):
         settings = FlowTrainSettings(
             data=data, steps=steps, seed=seed, resume=resume, overwrite=overwrite,
-            out=str(out or Path("runs") / "flow-model" / (Path(data).stem or data)), flow=flow,
+            out=str(Path("runs") / "flow-model" / (Path(data).stem or data) if out is None else out),
+            flow=flow,
             transforms=transforms, hidden=_parse_hidden(hidden), bins=bins, batch_size=batch_size, lr=lr,
             n_data=n_data, checkpoint_every=checkpoint_every, device=common.check_device(device),
             progress=not no_progress,
         )
-        run = common.start_training(settings, _FIGURE, vectors_only=True)
+        run = common.start_training(settings, _FIGURE, vectors_only=True, command="flow-model train")
         net = settings.net(run.dataset.dim)
         with common.interruptible(run.folder):
             _, history = train_flow(
@@ -122,21 +126,27 @@ def train(
 @flow_model_app.command("sample")
 def sample(
     ckpt: Annotated[Path, typer.Option(help=_CKPT_HELP)],
-    n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,
+    n_samples: Annotated[int | None, typer.Option(
+        "--n-samples", show_default=str(_DEFAULT_SAMPLES), help="Number of samples.")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-samples.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/samples).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (default RUN/samples).")] = None,
+    overwrite: common.SampleOverwriteOption = False,
     device: common.DeviceOption = "cpu",
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=_NO_PROGRESS_HELP)] = False,
 ) -> None:
     """Sample a trained flow: x = T^-1(z), z ~ N(0, I), in the data's units.
 
     Writes samples.npz, samples.png and result.json.
     """
     with common.user_errors():
-        settings = common.SampleRunSettings(ckpt=str(ckpt), n=n, seed=seed,
-                                            out=str(out or common.run_folder(ckpt) / "samples"),
-                                            device=common.check_device(device))
-        folder = common.check_out(settings.out)
+        settings = common.SampleRunSettings(
+            ckpt=str(ckpt), n=common.merge_alias(n_samples, n, "--n-samples", "--n", _DEFAULT_SAMPLES),
+            seed=seed, out=str(common.run_folder(ckpt) / "samples" if out is None else out),
+            device=common.check_device(device), overwrite=overwrite, progress=not no_progress)
+        folder = common.check_out(settings.out, "flow-model sample", overwrite=settings.overwrite)
         model = common.load_trained(ckpt, CHECKPOINT_KIND, settings.device)
+        common.check_sample_memory(settings.n, model.event_shape, "samples")
         started = time.perf_counter()
         samples = model.sample(settings.n, generator=make_generator(settings.seed, settings.device))
         wall_time = time.perf_counter() - started
@@ -154,10 +164,18 @@ def sample(
 def nll(
     ckpt: Annotated[Path, typer.Option(help=_CKPT_HELP)],
     data: Annotated[str | None, typer.Option(help=_DATA_HELP + " (default: the training data).")] = None,
-    n: Annotated[int, typer.Option(help="Points (toys: fresh draws; files: a random subset).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the draws (toys: not training's: held out).")] = 1,
-    out: Annotated[Path | None, typer.Option(help="Folder for nll.json (default: the run folder).")] = None,
+    n_data: Annotated[int | None, typer.Option(
+        "--n-data", show_default=str(_DEFAULT_NLL_POINTS),
+        help="Points (toys: fresh draws; files: a random subset).")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-data.")] = None,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the draws (a stream of their own, held out from the training data whatever the "
+             "seed).")] = 0,
+    out: Annotated[str | None, typer.Option(help="Folder for nll.json (default: the run folder).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Write into an --out whose nll.json another command wrote.")] = False,
     device: common.DeviceOption = "cpu",
+    no_progress: Annotated[bool, typer.Option("--no-progress", help=_NO_PROGRESS_HELP)] = False,
 ) -> None:
     """Exact negative log-likelihood of data under a trained flow, in nats in the data's units.
 
@@ -166,11 +184,15 @@ def nll(
     NLL of the same points and the paired gap (= KL(p || q) in expectation).
     """
     with common.user_errors():
-        settings = common.SampleRunSettings(ckpt=str(ckpt), n=n, seed=seed,
-                                            out=str(out or common.run_folder(ckpt)),
-                                            device=common.check_device(device))
-        folder = common.check_out(settings.out)
+        settings = common.NLLRunSettings(
+            ckpt=str(ckpt), n=common.merge_alias(n_data, n, "--n-data", "--n", _DEFAULT_NLL_POINTS),
+            seed=seed,
+            out=str(common.run_folder(ckpt) if out is None else out), device=common.check_device(device),
+            overwrite=overwrite, progress=not no_progress)
+        folder = common.check_out(settings.out, "flow-model nll", overwrite=settings.overwrite,
+                                  marker="nll.json")
         model = common.load_trained(ckpt, CHECKPOINT_KIND, settings.device)
+        common.check_sample_memory(settings.n, model.event_shape, "data points")
         # Image data never have a flow's event shape (d,): nll_data refuses them by shape.
         dataset = common.nll_data(model, data, settings.n, settings.seed)
         started = time.perf_counter()

@@ -30,6 +30,7 @@ from measureflow.data import MIXTURE_NAMES, MODE_STD, toy_mixture
 from measureflow.generative import TrainedModel
 from measureflow.generative.gan import (
     LOSS_NAMES,
+    OBJECTIVES,
     ModeReport,
     Stability,
     mode_diagnostics,
@@ -55,6 +56,18 @@ _MODE_SAMPLES = 2500  # generator samples behind the mode diagnostics
 _MODE_MIN_COUNT = 20
 _MODE_N_STD = 3.0
 _PREVIEWS = "samples_step*.png"
+_DEFAULT_SAMPLES = 10_000
+
+
+def _defaults_help(value: str) -> str:
+    """Each loss's default of a training setting (``generator_lr``, ``critic_lr``, ``n_critic``),
+    grouped: "2e-4 for js/ns/kl, 5e-5 for wgan, ..." (losses without a critic left out)."""
+    groups: dict[str, list[str]] = {}
+    for name in LOSS_NAMES:
+        if value != "generator_lr" and name in _NO_CRITIC:
+            continue
+        groups.setdefault(f"{getattr(OBJECTIVES[name]().defaults, value):g}", []).append(name)
+    return ", ".join(f"{shown} for {'/'.join(names)}" for shown, names in groups.items())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +177,7 @@ def train(
              "(f-GAN), wgan (weight clipping), wgan-gp, gmmn (MMD^2, no critic), mmd-gan.")],
     steps: Annotated[int, typer.Option(help="Generator steps (each after --n-critic critic steps).")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed (data draws, initialization, batches, noise).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/gan/DATA-LOSS).")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/gan/DATA-LOSS).")] = None,
     resume: common.ResumeOption = False,
     overwrite: common.OverwriteOption = False,
     spectral_norm: Annotated[bool, typer.Option(
@@ -176,10 +189,11 @@ def train(
     g_lr: Annotated[str | None, typer.Option(
         help="Generator learning rate, or 'theory' for gamma_0 = 1/(7 alpha + beta2) (needs "
              "--stability; the theory is about gradient descent, with the loss's Adam it only sets "
-             "the scale); default: the loss's.")] = None,
-    d_lr: Annotated[float | None, typer.Option(help="Critic learning rate (default: the loss's).")] = None,
+             "the scale); default: the loss's, " + _defaults_help("generator_lr") + ".")] = None,
+    d_lr: Annotated[float | None, typer.Option(
+        help="Critic learning rate; default: the loss's, " + _defaults_help("critic_lr") + ".")] = None,
     n_critic: Annotated[int | None, typer.Option(
-        help="Critic steps per generator step (default: 1 for js/ns/f-GAN, 5 for wgan/wgan-gp/mmd-gan).")]
+        help="Critic steps per generator step; default: the loss's, " + _defaults_help("n_critic") + ".")]
     = None,
     batch_size: Annotated[int, typer.Option(help="Samples per critic step and per generator step.")] = 256,
     n_data: common.NDataOption = None,
@@ -189,15 +203,18 @@ def train(
     no_progress: common.NoProgressOption = False,
 ) -> None:
     """Train an implicit generative model X = f(Z) against a divergence to the data."""
-    with common.user_errors():
+    with common.user_errors({**common.TRAIN_FLAGS, "generator_lr": "--g-lr", "critic_lr": "--d-lr",
+                             "n_critic": "--n-critic"}):
         settings = GANTrainSettings(
-            data=data, loss=loss, steps=steps, seed=seed, out=str(out or Path("runs") / "gan" / (
-                f"{Path(data).stem or data}-{loss}")), resume=resume, overwrite=overwrite,
+            data=data, loss=loss, steps=steps, seed=seed,
+            out=str(Path("runs") / "gan" / f"{Path(data).stem or data}-{loss}" if out is None else out),
+            resume=resume, overwrite=overwrite,
             spectral_norm=spectral_norm, stability=stability, g_lr=g_lr, d_lr=d_lr, n_critic=n_critic,
             batch_size=batch_size, n_data=n_data, checkpoint_every=checkpoint_every,
             figure_samples=figure_samples, device=common.check_device(device), progress=not no_progress,
         )
-        run = common.start_training(settings, _PREVIEWS)
+        run = common.start_training(settings, _PREVIEWS, command="gan train",
+                                    batch_rows=settings.batch_size * max(settings.n_critic or 5, 1))
         with common.interruptible(run.folder):
             _, history = train_gan(
                 run.x, loss=settings.loss, n_steps=settings.steps, generator=run.generator,
@@ -250,18 +267,26 @@ class GANSampleSettings(common.SampleRunSettings):
 ))
 def sample(
     ckpt: Annotated[Path, typer.Option(help="A GAN checkpoint: the run folder or its .pt file.")],
-    n: Annotated[int, typer.Option(help="Number of samples.")] = 10_000,
+    n_samples: Annotated[int | None, typer.Option(
+        "--n-samples", show_default=str(_DEFAULT_SAMPLES), help="Number of samples.")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-samples.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (the latent draws).")] = 0,
-    out: Annotated[Path | None, typer.Option(
+    out: Annotated[str | None, typer.Option(
         help="Output folder (default: RUN/samples beside the checkpoint).")] = None,
+    overwrite: common.SampleOverwriteOption = False,
     device: common.DeviceOption = "cpu",
+    no_progress: Annotated[bool, typer.Option(
+        "--no-progress", help="Accepted for uniformity: this command shows no progress bar.")] = False,
 ) -> None:
     """Sample a trained generator (its EMA weights): X = f(Z), Z ~ N(0, I)."""
     with common.user_errors():
-        settings = GANSampleSettings(ckpt=str(ckpt), n=n, seed=seed, device=common.check_device(device),
-                                     out=str(out or common.run_folder(ckpt) / "samples"))
-        folder = common.check_out(settings.out)
+        settings = GANSampleSettings(
+            ckpt=str(ckpt), n=common.merge_alias(n_samples, n, "--n-samples", "--n", _DEFAULT_SAMPLES),
+            seed=seed, device=common.check_device(device), overwrite=overwrite, progress=not no_progress,
+            out=str(common.run_folder(ckpt) / "samples" if out is None else out))
+        folder = common.check_out(settings.out, "gan sample", overwrite=settings.overwrite)
         model = common.load_trained(ckpt, "gan", settings.device)
+        common.check_sample_memory(settings.n, model.event_shape, "samples")
         started = time.perf_counter()
         samples = model.sample(settings.n, generator=make_generator(settings.seed, settings.device))
         wall_time = time.perf_counter() - started

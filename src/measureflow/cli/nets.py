@@ -31,6 +31,7 @@ from measureflow.cli._common import (
     format_number,
     interruptible,
     json_safe,
+    merge_alias,
     print_table,
     user_errors,
 )
@@ -126,9 +127,10 @@ def train_command(
              ".csv/.npy file whose last column is y (labels +-1 or 0/1 for logistic and exp; 0/1 become "
              "-1/+1) and whose other columns are x as they are (add a column of ones for a bias). "
              "Default: sine for --loss mse, moons otherwise.")] = None,
-    n: Annotated[int | None, typer.Option(
-        help="Named sets: points drawn (default 200, train and test together); files: a random subset of "
-             "this many rows (default all).")] = None,
+    n_data: Annotated[int | None, typer.Option(
+        "--n-data", help="Named sets: points drawn (default 200, train and test together); files: a random "
+                         "subset of this many rows (default all).")] = None,
+    n: Annotated[int | None, typer.Option("--n", hidden=True, help="Old name of --n-data.")] = None,
     noise: Annotated[float | None, typer.Option(
         help="Named sets: label noise (regression) or point noise (classification) std (default 0.1).")]
     = None,
@@ -156,7 +158,7 @@ def train_command(
         help="Write checkpoint.pt (with history.json and loss.png) every this many steps; default: at the "
              "end only (Ctrl-C still saves the last finished step).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (data, split, initialization, minibatches).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/nets/DATA-SCALING).")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/nets/DATA-SCALING).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in --out from its checkpoint (give the same options).")] = False,
     overwrite: OverwriteOption = False,
@@ -164,9 +166,12 @@ def train_command(
     no_progress: NoProgressOption = False,
 ) -> None:
     """Train a two-layer network in the NTK or mean-field scaling."""
-    with user_errors():
+    with user_errors({"n_steps": "--steps", "batch_size": "--batch-size",
+                      "checkpoint_every": "--checkpoint-every", "test_fraction": "--test-fraction",
+                      "record_every": "--record-every"}):
         settings = NetsTrainSettings(
-            scaling=scaling, width=width, data=data, n=n, noise=noise, activation=activation, loss=loss,
+            scaling=scaling, width=width, data=data, n=merge_alias(n_data, n, "--n-data", "--n", None),
+            noise=noise, activation=activation, loss=loss,
             optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, regularization=regularization,
             beta=beta, test_fraction=test_fraction, record_every=record_every,
             checkpoint_every=checkpoint_every,
@@ -174,7 +179,9 @@ def train_command(
             out=None if out is None else str(out), resume=resume, overwrite=overwrite,
             device=check_device(device), progress=not no_progress,
         )
-        folder = check_out(settings.folder)
+        # The raw --out, not settings.folder (Path('') is '.'): an empty --out is refused there.
+        folder = check_out(settings.out if settings.out is not None else settings.folder, "nets train",
+                           overwrite=settings.overwrite)
         check_run_folder(folder, settings.resume, settings.overwrite)
         generator = make_generator(settings.seed, settings.device)
         if settings.data_name in SUPERVISED_SETS:  # a named set is drawn: check before drawing it

@@ -84,7 +84,20 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[int]]:
     return values, numbers
 
 
+_NPY_MAGIC = b"\x93NUMPY"  # every .npy file starts with it (numpy.lib.format)
+
+
 def _read_npy(path: Path) -> np.ndarray:
+    # Without the magic, np.load falls back to unpickling and reports any bytes as "pickled
+    # (object) data": check the header first, so random bytes are named for what they are.
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(len(_NPY_MAGIC))
+    except OSError as error:
+        raise ValueError(f"data file {str(path)!r} cannot be read: {error}") from None
+    if magic != _NPY_MAGIC:
+        raise ValueError(f"data file {str(path)!r} is not a valid .npy file (no .npy header); write it "
+                         "with numpy.save, or give a .csv file")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:

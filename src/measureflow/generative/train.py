@@ -277,9 +277,33 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     missing = [key for key in ("kind", "step", "config") if key not in payload]
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} is incomplete: it lacks {', '.join(missing)}")
+    if not isinstance(payload["kind"], str) or not isinstance(payload["config"], dict):
+        raise ValueError(f"checkpoint {str(path)!r} has a malformed kind or config (the file was altered)")
+    step = payload["step"]
+    if type(step) is not int or step < 0:
+        raise ValueError(f"checkpoint {str(path)!r} records the step {step!r}; a step count is an integer "
+                         ">= 0 (the file was altered)")
     if kind is not None and payload["kind"] != kind:
         raise ValueError(f"checkpoint {str(path)!r} holds a {payload['kind']!r} model, not a {kind!r} model")
+    if "rng" in payload:
+        _check_rng_entry(payload["rng"], repr(str(path)))
     return payload
+
+
+def _check_rng_entry(rng: Any, where: str) -> None:
+    """The ``rng`` entry must be ``{"generator": <state>, "device": <str>}`` with the state of a
+    generator of that device type (checked when the checkpoint is read for any use, sampling
+    included, not only when a run resumes)."""
+    if not isinstance(rng, dict) or not isinstance(rng.get("generator"), Tensor) or \
+            not isinstance(rng.get("device"), str):
+        raise ValueError(f"checkpoint {where} has a malformed RNG entry (the file was altered); "
+                         "start a new run")
+    device = rng["device"]
+    if device == "cpu":
+        _check_generator_state(rng["generator"], torch.Generator(), where)
+    elif rng["generator"].dtype != torch.uint8 or rng["generator"].ndim != 1:
+        raise ValueError(f"checkpoint {where} holds a damaged {device} generator state "
+                         "(the file was altered)")
 
 
 def _plain_config(value: Any, where: str) -> Any:
@@ -373,8 +397,10 @@ class Recorder:
         for key, total in self.window.items():
             value = float(total)
             if not math.isfinite(value):
+                steps = (f"in steps {self.window_start + 1}..{step}" if self.window_start + 1 < step
+                         else f"at step {step}")
                 raise ValueError(
-                    f"training diverged: metric {key!r} is {value} in steps {self.window_start + 1}..{step}; "
+                    f"training diverged: metric {key!r} is {value} {steps}; "
                     "lower the learning rate (the last checkpoint, if any, is kept)"
                 )
 
@@ -478,6 +504,47 @@ def _plot_losses(path: Path, history: TrainHistory) -> None:
     save_figure(figure, path)
 
 
+def _check_generator_state(state: Tensor, generator: torch.Generator, where: str) -> None:
+    """A generator state must be what ``generator.get_state()`` returns: a 1-D CPU ByteTensor
+    (uint8) of the same length (torch would otherwise accept some garbage, or crash later)."""
+    expected = generator.get_state()
+    if state.dtype != torch.uint8 or state.ndim != 1 or state.device.type != "cpu" or \
+            state.numel() != expected.numel():
+        raise ValueError(f"checkpoint {where} holds a damaged generator state (a {state.dtype} tensor of "
+                         f"shape {tuple(state.shape)}, expected a torch.ByteTensor of {expected.numel()} "
+                         "bytes); start a new run")
+
+
+def _check_finite_state(state: Any, where: str, name: str = "") -> None:
+    """Refuse a task state holding NaN or infinite floating-point tensors (weights, EMA, optimizer
+    moments, chains): training from it can only produce NaN."""
+    if isinstance(state, Tensor):
+        if state.is_floating_point() and not bool(torch.isfinite(state).all()):
+            raise ValueError(f"checkpoint {where} holds NaN or infinite values in {name!r}; it cannot be "
+                             "resumed: start a new run (or resume from an earlier copy of the checkpoint)")
+    elif isinstance(state, dict):
+        for key, value in state.items():
+            _check_finite_state(value, where, f"{name}.{key}" if name else str(key))
+    elif isinstance(state, (list, tuple)):
+        for index, value in enumerate(state):
+            _check_finite_state(value, where, f"{name}[{index}]")
+
+
+def _check_optimizer_states(task: TrainTask) -> None:
+    """After loading: every optimizer of ``task`` (its attributes) must hold, for each parameter,
+    state tensors of that parameter's shape (torch.optim loads any shapes and fails at the next
+    step). Raises ``ValueError`` naming the first mismatch."""
+    for attribute, optimizer in vars(task).items():
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            continue
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                for key, value in optimizer.state.get(parameter, {}).items():
+                    if isinstance(value, Tensor) and value.ndim > 0 and value.shape != parameter.shape:
+                        raise ValueError(f"{attribute} state {key!r} has shape {tuple(value.shape)} for a "
+                                         f"parameter of shape {tuple(parameter.shape)}")
+
+
 def _data_fingerprint(data: Tensor) -> list[float]:
     wide = data.detach().to(torch.float64)
     return [float(wide.sum()), float(wide.square().sum())]
@@ -538,10 +605,14 @@ class Checkpointer:
         if rng.get("device") != self.generator.device.type:
             raise ValueError(f"checkpoint {where} holds the state of a {rng.get('device')} generator; pass a "
                              f"generator on {rng.get('device')}, not {self.generator.device.type}")
+        _check_generator_state(rng["generator"], self.generator, where)
         recorder = Recorder.from_state(payload.get("history"), self.path)
+        task_state = {key: value for key, value in payload.items() if key not in _LOOP_KEYS}
+        _check_finite_state(task_state, where)
         try:
-            self.task.load_state_dict({key: value for key, value in payload.items() if key not in _LOOP_KEYS})
-        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            self.task.load_state_dict(task_state)
+            _check_optimizer_states(self.task)
+        except (KeyError, RuntimeError, TypeError, ValueError, IndexError) as error:
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise ValueError(f"checkpoint {where} does not fit this task ({first_line}); resume with the "
                              "model settings it was written with") from None

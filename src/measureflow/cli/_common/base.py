@@ -5,9 +5,12 @@ and JSON file every command ends with."""
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+import re
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,12 +20,18 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-from measureflow._core import atomic_write_json
+from measureflow._core import atomic_write_json, remove_stale_temporaries
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILED",
+    "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
+    "MAX_INT",
+    "debug_enabled",
+    "run_guarded",
+    "set_debug",
+    "user_message",
     "check_choice",
     "check_count",
     "check_device",
@@ -35,6 +44,7 @@ __all__ = [
     "interruptible",
     "json_safe",
     "mean_and_standard_error",
+    "merge_alias",
     "print_table",
     "user_errors",
     "write_json",
@@ -42,33 +52,143 @@ __all__ = [
 
 EXIT_FAILED = 1  # a check ran and its verdict is FAIL
 EXIT_BAD_INPUT = 2  # bad input: nothing was computed or written
+EXIT_INTERNAL = 70  # a bug in measureflow (sysexits' EX_SOFTWARE): "internal error: ..."
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+# torch takes sizes and seeds as signed 64-bit integers; a larger Python int fails deep inside
+# torch with "Overflow when unpacking long long", so the options are bounded here.
+MAX_INT = 2**63 - 1
+
+# --debug (or MEASUREFLOW_DEBUG=1): tracebacks for every error. Set by the root callback, reset
+# by each run_guarded call (the in-process entry point may run many commands in one process).
+_STATE = {"debug": False}
+
+
+def set_debug(value: bool) -> None:
+    _STATE["debug"] = bool(value)
+
+
+def debug_enabled() -> bool:
+    """--debug was given, or the environment sets MEASUREFLOW_DEBUG to anything but '' or 0."""
+    return _STATE["debug"] or os.environ.get("MEASUREFLOW_DEBUG", "").strip() not in ("", "0")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
 
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` as one line on stderr and exit with code 2."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    typer.echo(f"error: {_one_line(message)}", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors the library raises for bad input into :func:`fail`, without a traceback.
+_ALLOCATION = ("allocate memory", "not enough memory", "out of memory", "can't allocate")
+_OVERFLOW = ("overflow when unpacking long", "value cannot be converted to type", "too large to convert")
 
-    ``ValueError``/``TypeError`` are how the library reports bad arguments (and diverging
-    chains); ``OSError`` covers missing files and folders that cannot be written.
+
+def user_message(error: BaseException) -> str | None:
+    """The one-line message of an error the user caused, or None for a bug (which the caller
+    reports as an internal error).
+
+    User errors: ``ValueError``/``TypeError`` (how the library reports bad arguments and
+    diverging runs), ``OSError`` (missing files, unwritable folders), a refused allocation
+    (``MemoryError``, ``torch.OutOfMemoryError``, or torch's CPU allocator's ``RuntimeError``)
+    and an integer too large for torch (``OverflowError``, or torch's "Overflow when unpacking
+    long long").
+    """
+    text = str(error)
+    lowered = text.lower()
+    torch_overflow = isinstance(error, (ValueError, TypeError, RuntimeError))
+    overflow = torch_overflow and any(key in lowered for key in _OVERFLOW)
+    if overflow or isinstance(error, OverflowError):
+        return (f"a number given is too large for torch, which takes integers up to 2**63 - 1 = {MAX_INT}; "
+                "use smaller sizes and seeds")
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
+            isinstance(error, RuntimeError) and any(key in lowered for key in _ALLOCATION)):
+        # torch's allocators name the size they were refused: "you tried to allocate N bytes" (CPU),
+        # "Tried to allocate 1.50 GiB" (CUDA).
+        found = re.search(r"tried to allocate (\d+) bytes", text, flags=re.IGNORECASE)
+        cuda = re.search(r"tried to allocate ([\d.]+ [KMGT]iB)", text, flags=re.IGNORECASE)
+        size = (f" {int(found.group(1)) / 2**30:,.1f} GiB" if found else f" {cuda.group(1)}" if cuda else "")
+        return f"out of memory: torch could not allocate{size or ' a tensor'}; use smaller sizes"
+    if isinstance(error, (ValueError, TypeError, OSError)):
+        return _one_line(text) or type(error).__name__
+    return None
+
+
+def _rename_flags(message: str, flags: Mapping[str, str] | None) -> str:
+    """``message`` with the library's argument names (``n_steps``) replaced by the command's
+    option names (``--steps``)."""
+    for name, flag in (flags or {}).items():
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, message)
+    return message
+
+
+@contextlib.contextmanager
+def user_errors(flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Turn the errors a user can cause (:func:`user_message`) into :func:`fail`, one line
+    without a traceback (with one before it under --debug); anything else propagates to the
+    boundary of :func:`run_guarded`. ``flags`` maps the library's argument names in messages to
+    the command's options, e.g. ``{"n_steps": "--steps"}``.
     """
     try:
         yield
-    except (ValueError, TypeError, OSError) as error:
-        fail(str(error) or type(error).__name__)
-    except (MemoryError, torch.OutOfMemoryError) as error:
-        fail(f"out of memory ({type(error).__name__}); use smaller sizes")
-    except RuntimeError as error:
-        # torch's CPU allocator reports a refused allocation as a RuntimeError.
-        if "allocate memory" not in str(error):
+    except Exception as error:
+        message = user_message(error)
+        if message is None:
             raise
-        fail("out of memory: torch could not allocate a tensor; use smaller sizes")
+        if debug_enabled():
+            traceback.print_exc()
+        fail(_rename_flags(message, flags))
+
+
+def run_guarded(call: Callable[[], Any]) -> int:
+    """Run ``call`` (a click ``main`` with ``standalone_mode=False``) behind the command line's one
+    error boundary and return the exit code; nothing escapes but the exit code.
+
+    - success: 0, or the code of a ``typer.Exit``;
+    - a usage error (unknown option, malformed value) or any error the user caused
+      (:func:`user_message`): one line ``error: ...`` on stderr, code 2 (2 is also click's code
+      for usage errors);
+    - Ctrl-C: ``interrupted``, code 130;
+    - anything else is a bug: one line ``internal error: Type: message (rerun with --debug for
+      the traceback; please report it)``, code 70 (:data:`EXIT_INTERNAL`); with --debug or
+      MEASUREFLOW_DEBUG=1 the full traceback instead.
+    """
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+    set_debug(False)
+    try:
+        result = call()
+    except NoArgsIsHelpError as error:
+        error.show()
+        return error.exit_code
+    except UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        typer.echo(f"error: {_one_line(error.format_message())}{hint}", err=True)
+        return EXIT_BAD_INPUT
+    except ClickException as error:
+        typer.echo(f"error: {_one_line(error.format_message())}", err=True)
+        return EXIT_BAD_INPUT
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except SystemExit as error:  # e.g. a user target file calling sys.exit
+        return error.code if isinstance(error.code, int) else EXIT_BAD_INPUT
+    except Exception as error:
+        message = user_message(error)
+        if debug_enabled():
+            traceback.print_exc()
+        if message is not None:
+            typer.echo(f"error: {message}", err=True)
+            return EXIT_BAD_INPUT
+        if not debug_enabled():
+            detail = _one_line(str(error))[:300]
+            typer.echo(f"internal error: {type(error).__name__}: {detail} (rerun with --debug for the "
+                       "traceback; please report it)", err=True)
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else 0
 
 
 def _physical_memory() -> int | None:
@@ -106,14 +226,30 @@ def check_positive_number(value: float, flag: str) -> float:
     return float(value)
 
 
-def check_count(value: int, flag: str, minimum: int = 1) -> int:
+def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_INT) -> int:
+    """``value`` if it is an integer in [minimum, maximum], else a ``ValueError`` naming ``flag``
+    (the default maximum is torch's: larger ints fail deep inside torch)."""
     if value < minimum:
         raise ValueError(f"{flag} must be an integer >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{flag} must be at most {maximum:,}, got {value:,}")
     return int(value)
 
 
 def check_seed(seed: int) -> int:
+    """A seed in [0, 2**63 - 1] (what torch.Generator.manual_seed takes, as every seed here)."""
     return check_count(seed, "--seed", minimum=0)
+
+
+def merge_alias(value: Any, old_value: Any, flag: str, old_flag: str, default: Any) -> Any:
+    """The value of an option that was renamed: ``flag``'s, or that of its hidden old name
+    ``old_flag`` (kept for one release), or ``default`` when neither was given; both given is a
+    ``ValueError``. Both options default to None so that "not given" can be told apart."""
+    if old_value is None:
+        return default if value is None else value
+    if value is not None:
+        raise ValueError(f"{flag} and {old_flag} (its old name) were both given; pass {flag} only")
+    return old_value
 
 
 def check_choice(value: str, choices: Sequence[str], flag: str) -> str:
@@ -141,11 +277,19 @@ def check_device(device: str) -> str:
     return name
 
 
-def check_out(out: str | os.PathLike[str]) -> Path:
-    """The output folder; it may exist (files in it are replaced) but must not be a file.
+def check_out(out: str | os.PathLike[str], command: str | None = None, *, overwrite: bool = False,
+              marker: str = "result.json") -> Path:
+    """The output folder; it may exist (files in it are replaced) but must not be a file, and
+    ``--out ''`` is refused (it would write into the current folder).
 
-    Nothing is created here: commands write only after their computation succeeded.
+    With ``command`` given (the command that is about to write there): a folder whose ``marker``
+    file (the summary that marks a complete run) was written by another command is refused
+    unless ``overwrite`` (--overwrite), and the temporary files of writes that an earlier run
+    left behind when it was killed are removed (:func:`remove_stale_temporaries`). Nothing is
+    created here: commands write only after their computation succeeded.
     """
+    if not os.fspath(out).strip():
+        raise ValueError("--out is empty; give the folder to write into (e.g. --out runs/x)")
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {os.fspath(out)!r} exists and is not a folder")
@@ -154,7 +298,26 @@ def check_out(out: str | os.PathLike[str]) -> Path:
             if not parent.is_dir():
                 raise ValueError(f"--out {os.fspath(out)!r}: {os.fspath(parent)!r} is a file")
             break
+    if command is not None:
+        if not overwrite:
+            _refuse_foreign_run(path, command, marker)
+        remove_stale_temporaries(path)
     return path
+
+
+def _refuse_foreign_run(folder: Path, command: str, marker: str) -> None:
+    summary = folder / marker
+    if not summary.exists():
+        return
+    try:
+        written_by = json.loads(summary.read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        written_by = None
+    if written_by != command:
+        other = (f"a run of '{written_by}'" if isinstance(written_by, str)
+                 else f"a {marker} this command did not write")
+        raise ValueError(f"--out {os.fspath(folder)!r} holds {other}; choose another --out, or pass "
+                         "--overwrite to replace its files")
 
 
 def json_safe(value: Any) -> Any:

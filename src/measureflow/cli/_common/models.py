@@ -10,13 +10,20 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from measureflow._core import make_generator, save_npz
-from measureflow.cli._common.base import check_count, check_seed, mean_and_standard_error, write_json
+from measureflow.cli._common.base import (
+    check_count,
+    check_memory,
+    check_seed,
+    mean_and_standard_error,
+    write_json,
+)
 from measureflow.data import (
     DATASET_NAMES,
     MIXTURE_NAMES,
@@ -30,7 +37,10 @@ from measureflow.generative import TrainedModel
 from measureflow.report.generative import MAX_POINTS
 
 __all__ = [
+    "NLLRunSettings",
     "SampleRunSettings",
+    "check_sample_memory",
+    "held_out_generator",
     "data_label",
     "data_spec",
     "load_points",
@@ -89,20 +99,47 @@ def reference_points(model: TrainedModel, seed: int, n: int = MAX_POINTS) -> tup
 @dataclass(frozen=True, kw_only=True)
 class SampleRunSettings:
     """The options every command that reads a trained model has (``sample``, ``nll``), validated on
-    construction (ValueError naming the flag); a command's settings subclass this."""
+    construction (ValueError naming the flag); a command's settings subclass this. ``n`` is
+    ``--n-samples`` (:class:`NLLRunSettings`: ``--n-data``)."""
+
+    N_FLAG: ClassVar[str] = "--n-samples"
 
     ckpt: str
     n: int
     seed: int
     out: str
     device: str
+    overwrite: bool = False
+    progress: bool = True
 
     def __post_init__(self) -> None:
-        check_count(self.n, "--n")
+        check_count(self.n, self.N_FLAG)
         check_seed(self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NLLRunSettings(SampleRunSettings):
+    """The options of an ``nll`` command: ``n`` is ``--n-data``, the points scored."""
+
+    N_FLAG: ClassVar[str] = "--n-data"
+
+
+def check_sample_memory(n: int, event_shape: tuple[int, ...], what: str) -> None:
+    """Refuse ``n`` samples of ``event_shape`` that the machine cannot hold (float32): the samples
+    with a few copies, and about 2048 values of network activations per sample (the MLPs here
+    are a few hundred wide and a few layers deep)."""
+    check_memory(4 * n * (8 * math.prod(event_shape) + 2048), f"{n:,} {what} of shape {event_shape}")
+
+
+def held_out_generator(seed: int) -> torch.Generator:
+    """The CPU generator an ``nll`` command draws its points with: seeded by a hash of ``--seed``
+    (numpy's SeedSequence of (seed, "nll")), so that the toys' draws for any seed are held out
+    from the training data, which --seed drew from its own stream. Tests rebuild it from here."""
+    derived = np.random.SeedSequence([seed, 0x6E6C6C]).generate_state(1, dtype=np.uint64)[0]
+    return make_generator(int(derived) >> 2)
 
 
 def run_folder(ckpt: Path) -> Path:
@@ -165,14 +202,14 @@ def write_sample_run(folder: Path, summary: dict[str, Any], samples: Tensor, mod
 
 
 def nll_data(model: TrainedModel, data: str | None, n: int, seed: int) -> Dataset:
-    """The ``--n`` points an ``nll`` command scores: of ``--data``, or of the training data when
-    not given (toys: fresh draws; files: a random subset), drawn with a CPU generator seeded by
-    ``seed``; refused unless they have the model's event shape."""
+    """The ``--n-data`` points an ``nll`` command scores: of ``--data``, or of the training data
+    when not given (toys: fresh draws; files: a random subset), drawn with
+    :func:`held_out_generator` of ``seed``; refused unless they have the model's event shape."""
     spec = data if data is not None else model.data_spec
     if spec is None:
         raise ValueError("the checkpoint names no training data; pass --data")
     spec = data_spec(spec)
-    dataset = load_points(spec, n, make_generator(seed))
+    dataset = load_points(spec, n, held_out_generator(seed))
     if dataset.event_shape != model.event_shape:
         raise ValueError(f"--data {spec!r} has samples of shape {dataset.event_shape}, the model was "
                          f"trained on {model.event_shape}")

@@ -59,7 +59,7 @@ OPTIMIZER_CHOICES: dict[str, OptimizerChoice] = {
 
 _REGRESSION_DATA = "sine"
 _CLASSIFICATION_DATA = "moons"
-DEFAULT_NETS_N = 200  # points drawn of a named set when --n is not given
+DEFAULT_NETS_N = 200  # points drawn of a named set when --n-data is not given
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class NetsTrainSettings:
             check_count(self.checkpoint_every, "--checkpoint-every")
         check_seed(self.seed)
         if self.n is not None:
-            check_count(self.n, "--n", minimum=2)
+            check_count(self.n, "--n-data", minimum=2)
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --out and --overwrite replaces it; pass one")
         name = self.data_name

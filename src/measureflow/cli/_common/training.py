@@ -5,6 +5,7 @@ the options they all have, their data and its standardization, the run folder wi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,8 +16,15 @@ import torch
 import typer
 from torch import Tensor
 
-from measureflow._core import make_generator
-from measureflow.cli._common.base import check_count, check_out, check_seed, print_table, write_json
+from measureflow._core import make_generator, remove_stale_temporaries
+from measureflow.cli._common.base import (
+    check_count,
+    check_memory,
+    check_out,
+    check_seed,
+    print_table,
+    write_json,
+)
 from measureflow.cli._common.models import data_label, data_spec
 from measureflow.data import DATASET_NAMES, Dataset, Standardizer, load_dataset
 from measureflow.generative import TrainedModel
@@ -36,6 +44,8 @@ __all__ = [
     "NoProgressOption",
     "OverwriteOption",
     "ResumeOption",
+    "SampleOverwriteOption",
+    "TRAIN_FLAGS",
     "TrainRun",
     "TrainRunSettings",
     "check_run_folder",
@@ -54,7 +64,14 @@ ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue the run in --out from its checkpoint, exactly where it stopped "
                      "(give the same options).")]
 OverwriteOption = Annotated[bool, typer.Option(
-    "--overwrite", help="Start afresh in an --out that holds a run (its files are replaced).")]
+    "--overwrite", help="Start afresh in an --out that holds a run, of this command or another (its files "
+                        "are replaced).")]
+SampleOverwriteOption = Annotated[bool, typer.Option(
+    "--overwrite", help="Write into an --out that holds another command's run (its summary file is "
+                        "replaced).")]
+# The library's argument names in the training loops' messages, as the commands' options.
+TRAIN_FLAGS = {"n_steps": "--steps", "batch_size": "--batch-size", "checkpoint_every": "--checkpoint-every",
+               "learning_rate": "--lr", "n_data": "--n-data"}
 NDataOption = Annotated[int | None, typer.Option(
     help="Toys: number of draws (default 100,000); digits/files: a random subset of this many rows.")]
 CheckpointEveryOption = Annotated[int | None, typer.Option(
@@ -152,14 +169,22 @@ class TrainRun:
 
 
 def start_training(settings: TrainRunSettings, previews: str, replaced: Sequence[str] = ("result.json",), *,
-                   vectors_only: bool = False) -> TrainRun:
-    """Check the run folder against --resume/--overwrite, read and standardize the data (images
-    refused when ``vectors_only``), and with --overwrite remove what the earlier run wrote
-    (:func:`clear_run` of ``previews`` and ``replaced``) once the data are known to be good."""
-    folder = check_out(settings.out)
+                   vectors_only: bool = False, command: str | None = None,
+                   batch_rows: int | None = None) -> TrainRun:
+    """Check the run folder against --resume/--overwrite (and, with ``command``, refuse a folder
+    of another command without --overwrite and remove the temporary files a killed run left),
+    read and standardize the data (images refused when ``vectors_only``), refuse a batch of
+    ``batch_rows`` rows (default --batch-size) the machine cannot hold, and with --overwrite
+    remove what the earlier run wrote (:func:`clear_run` of ``previews`` and ``replaced``) once
+    the data are known to be good."""
+    folder = check_out(settings.out, command, overwrite=settings.overwrite)
     check_run_folder(folder, settings.resume, settings.overwrite)
     dataset, standardizer, generator = load_training_data(settings.data, settings.n_data, settings.seed,
                                                           settings.device, vectors_only=vectors_only)
+    rows = settings.batch_size if batch_rows is None else batch_rows
+    # A batch, with its gradients and about 2048 activations per row (the MLPs here).
+    check_memory(4 * rows * (8 * math.prod(dataset.event_shape) + 2048),
+                 f"a batch of {rows:,} rows of shape {dataset.event_shape}")
     if settings.overwrite:
         clear_run(folder, previews, replaced)
     x = standardizer.forward(dataset.x) if standardizer is not None else dataset.x
@@ -210,6 +235,9 @@ def finish_training(command: str, settings: TrainRunSettings, run: TrainRun, his
         "files": {"checkpoint": CHECKPOINT_NAME, "history": "history.json"},
     }
     write_json(run.folder / "result.json", summary)
+    # A write killed just before this run started was too young to remove then (it might have been
+    # another process's); by now it is stale.
+    remove_stale_temporaries(run.folder)
     dataset = run.dataset
     data = (f"{dataset.n} samples of shape {dataset.event_shape} ({dataset.kind}"
             f"{', standardized' if run.standardizer is not None else ''})")
