@@ -182,10 +182,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Langevin as a non-convex optimizer: on Rastrigin in d = 10, annealed Langevin "
+            "Langevin as a non-convex optimizer: on Rastrigin in $d = 10$, annealed Langevin "
             "reaches the global basin more often than plain gradient descent from the same "
-            f"random starts ({n} starts uniform on [-5.12, 5.12]^10; annealed Langevin with the "
-            f"large step h = {LARGE_STEP:g}, {SCHEDULE} beta {BETA_START:g} -> {BETA_END:g} "
+            f"random starts ({n} starts uniform on $[-5.12, 5.12]^{{10}}$; annealed Langevin with the "
+            f"large step h = {LARGE_STEP:g}, {SCHEDULE} $\\beta$ {BETA_START:g} $\\to$ {BETA_END:g} "
             f"over {n_steps} steps, then {N_POLISH} gradient steps of h = {h_stable:.5f}; "
             f"gradient descent at h = {h_stable:.5f} for {n_steps + N_POLISH} steps)."
         ),

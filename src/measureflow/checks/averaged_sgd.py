@@ -193,10 +193,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Averaged SGD in the NTK regime (Nitanda & Suzuki 2020): for f* = T_K^r h on the circle "
-            "x = (cos t, sin t, 1)/sqrt(2), with lambda = lambda_0 T^(-b/(2rb+1)) and a constant step, "
-            "the excess risk falls like T^(-2rb/(2rb+1)), b the measured eigenvalue decay "
-            f"(b = {b:.3f}). (r = 1/2 and 1; width {settings.width}, {n_seeds} seeds, "
+            "Averaged SGD in the NTK regime (Nitanda & Suzuki 2020): for $f^* = T_K^r h$ on the circle "
+            "$x = (\\cos t, \\sin t, 1) / \\sqrt{2}$, with $\\lambda = \\lambda_0 T^{-b/(2rb+1)}$ and a "
+            "constant step, the excess risk falls like $T^{-2rb/(2rb+1)}$, $b$ the measured eigenvalue "
+            f"decay (b = {b:.3f}). (r = 1/2 and 1; width {settings.width}, {n_seeds} seeds, "
             f"T = {list(settings.horizons)}, one fresh sample per step, alpha = {STEP_SIZE:g}.)"
         ),
         predicted=(

@@ -329,8 +329,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "Benamou-Brenier: between two 2-D Gaussians the displacement interpolation has kinetic "
-            "energy W2^2 and constant speed, and other transport paths cost more; in 1-D the grid "
-            "Fokker-Planck solution's quantile W2 to the Gibbs measure matches the closed form and "
+            "energy $W_2^2$ and constant speed, and other transport paths cost more; in 1-D the grid "
+            "Fokker-Planck solution's quantile $W_2$ to the Gibbs measure matches the closed form and "
             f"ULA particles (OU, beta = {OU_BETA:g}, start N({OU_START[0]:g}, {OU_START[1]:g}), "
             f"t = {format_list(TIMES, 3)})."
         ),

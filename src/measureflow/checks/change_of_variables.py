@@ -193,8 +193,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "A normalizing flow's change-of-variables density log q(x) = log N(T(x)) + log|det dT/dx| "
-            "is normalized and its NLL exceeds the true NLL by KL(p || q) >= 0, small after a short "
+            "A normalizing flow's change-of-variables density "
+            "$\\log q(x) = \\log N(T(x)) + \\log \\left|\\det \\frac{dT}{dx}\\right|$ is normalized and its "
+            "NLL exceeds the true NLL by $\\mathrm{KL}(p \\| q) \\ge 0$, small after a short "
             f"maximum-likelihood training ({settings.n_steps} steps; toys {', '.join(settings.toys)}); "
             "beside it, a diffusion model's probability-flow NLL at equal training time."
         ),

@@ -147,9 +147,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "de Bruijn's identity along gradient Langevin dynamics: d/dt KL(mu_t || pi) = "
-            "-(1/beta) I(mu_t || pi), on the Fokker-Planck grid solution for the double well "
-            f"L = (x^2 - 1)^2, beta = {BETA:g}, box [{LO:g}, {HI:g}], start N({START_MEAN:g}, "
+            "de Bruijn's identity along gradient Langevin dynamics: "
+            "$\\frac{d}{dt} \\mathrm{KL}(\\mu_t \\| \\pi) = -\\frac{1}{\\beta} I(\\mu_t \\| \\pi)$, on "
+            "the Fokker-Planck grid solution for the double well "
+            f"$L = (x^2 - 1)^2$, beta = {BETA:g}, box [{LO:g}, {HI:g}], start N({START_MEAN:g}, "
             f"{START_STD:g}^2); {settings.n_times} times in [{T_MIN:g}, {T_MAX:g}], grids n = {cells}."
         ),
         predicted=(

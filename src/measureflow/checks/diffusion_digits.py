@@ -154,7 +154,7 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
 
 def _grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
     pixels = to_numpy(images[: rows * cols, 0])
-    canvas = np.ones((rows * 9 - 1, cols * 9 - 1))
+    canvas = np.full((rows * 9 - 1, cols * 9 - 1), -1.0)  # -1: the background (white) as gap
     for index, image in enumerate(pixels):
         r, c = divmod(index, cols)
         canvas[r * 9:r * 9 + 8, c * 9:c * 9 + 8] = image
@@ -162,23 +162,31 @@ def _grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
 
 
 def _figure(generated, real, probabilities, shares, history, path: Path) -> str:
-    figure, axes = new_figure(4, 1, width=3.4, height=3.4)
-    for axis, images, title in ((axes[0, 0], generated, "generated"), (axes[0, 1], real, "held-out")):
-        axis.imshow(_grid(images, 10, 10), cmap="gray_r", vmin=-1, vmax=1)
-        axis.set_title(title, fontsize=9)
+    """Top: 10 x 10 generated and held-out digits, large enough to read. Bottom: the class
+    shares over their allowed band, and the training loss."""
+    figure, axes = new_figure(2, 2, width=4.8, height=4.3)
+    for axis, images, title in ((axes[0, 0], generated, "generated (first 100)"),
+                                (axes[0, 1], real, "held-out (first 100)")):
+        axis.imshow(_grid(images, 10, 10), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        axis.set_title(title, fontsize=11)
         axis.axis("off")
-    axis = axes[0, 2]
-    axis.bar(range(10), shares, color="tab:blue")
-    axis.axhline(0.1, color="0.3", linestyle="--", linewidth=0.8)
-    axis.axhspan(SHARE_RANGE[0] * 0.1, SHARE_RANGE[1] * 0.1, color="0.92")
+    axis = axes[1, 0]
+    low, high = SHARE_RANGE[0] * 0.1, SHARE_RANGE[1] * 0.1
+    # The band and the reference line go behind the bars (zorder), which must stay visible.
+    axis.axhspan(low, high, color="0.9", zorder=0, label=f"allowed [{low:.2f}, {high:.2f}]")
+    axis.axhline(0.1, color="0.4", linestyle="--", linewidth=0.8, zorder=1, label="uniform 0.1")
+    bars = axis.bar(range(10), shares, color="tab:blue", zorder=2, label="measured")
+    axis.bar_label(bars, labels=[f"{share:.3f}" for share in shares], fontsize=7, padding=1)
+    axis.set_ylim(0, max(1.3 * high, 1.2 * float(np.max(shares))))
     axis.set_xticks(range(10))
     axis.set_xlabel("predicted class")
     axis.set_ylabel("share of generated digits")
-    axis.set_title(f"mean confidence {probabilities.max(1).mean():.3f}", fontsize=9)
-    axis = axes[0, 3]
+    axis.set_title(f"class shares (mean confidence {probabilities.max(1).mean():.3f})", fontsize=10)
+    axis.legend(loc="upper left", fontsize=8, ncols=3, frameon=False)
+    axis = axes[1, 1]
     axis.plot(history.steps, history.losses["loss"], color="tab:red")
     axis.set_yscale("log")
     axis.set_xlabel("training step")
     axis.set_ylabel("DSM loss")
-    axis.set_title("training", fontsize=9)
+    axis.set_title("training", fontsize=10)
     return save_figure(figure, path)

@@ -365,10 +365,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "As two measures are translated apart by t, W1 = W2 = |t| and MMD^2 grow continuously, "
-            "while KL is infinite for point masses (t^2 / (2 s^2) for N(0, s^2) vs N(t, s^2), "
-            "unbounded as s -> 0) and JS is stuck at log 2 (saturating with a vanishing derivative "
-            "once t >> s); sample estimates of W and MMD track the closed forms at every t. "
+            "As two measures are translated apart by $t$, $W_1 = W_2 = |t|$ and $\\mathrm{MMD}^2$ grow "
+            "continuously, while KL is infinite for point masses ($t^2 / (2 s^2)$ for $N(0, s^2)$ vs "
+            "$N(t, s^2)$, unbounded as $s \\to 0$) and JS is stuck at $\\log 2$ (saturating with a "
+            "vanishing derivative once $t$ is much larger than $s$); sample estimates of $W$ and MMD "
+            "track the closed forms at every $t$. "
             f"(1-D, s = {WIDTH:g}, h = {BANDWIDTH:g}, t / s = {format_list(RATIOS)}, n = {n}.)"
         ),
         predicted=(

@@ -278,8 +278,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         claim=(
             "Maximum-likelihood EBM training with persistent Langevin chains learns a 2-D Gaussian "
             "mixture (8 modes of std 0.3 on a circle of radius 2, standardized): MALA samples of the "
-            "learned Gibbs measure exp(-E) match fresh data (MMD^2, Gaussian kernel h = 0.3, within "
-            f"{MMD_FACTOR:g}x the noise floor) and the energy landscape shows every mode."
+            "learned Gibbs measure $e^{-E}$ match fresh data ($\\mathrm{MMD}^2$, Gaussian kernel $h = 0.3$, "
+            f"within {MMD_FACTOR:g}x the noise floor) and the energy landscape shows every mode."
         ),
         predicted=(
             f"MMD^2 / floor <= {MMD_FACTOR:g}; every centre has a grid minimum within "

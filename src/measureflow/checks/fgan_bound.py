@@ -378,8 +378,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "f-GAN's variational bound E_P[g_f(v)] - E_Q[f*(g_f(v))] is below D_f(P || Q) for every "
-            "critic and a trained critic brings it close: P = N(0, 1), Q = N(1, 1.25^2), one critic "
+            "f-GAN's variational bound $E_P[g_f(v)] - E_Q[f^*(g_f(v))]$ is below $D_f(P \\| Q)$ for every "
+            "critic and a trained critic brings it close: $P = N(0, 1)$, $Q = N(1, 1.25^2)$, one critic "
             f"({settings.depth} x {settings.hidden}, {settings.n_steps} Adam steps at batch "
             f"{settings.batch_size}) per divergence ({', '.join(DIVERGENCES)}), bound and truth by "
             "quadrature."

@@ -184,7 +184,7 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "SVGD, ULA (the KL flow with noise) and the MMD flow (with noise injection) all "
-            "transport the same initial cloud N((-2, -2), 0.5^2 I) to a 2-D mixture of three "
+            "transport the same initial cloud $N((-2, -2), 0.5^2 I)$ to a 2-D mixture of three "
             f"Gaussians (std {COMPONENT_STD:g}, centres {CENTRE_RADIUS * math.sqrt(3):.2f} apart, "
             f"weights {'/'.join(f'{w:g}' for w in WEIGHTS)}): the final energy distance to an "
             f"independent exact sample is at the Monte Carlo floor of two exact samples ({n} particles, "

@@ -366,16 +366,17 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Chu, Minami & Fukumizu's stability theorem on the RKHS-regularized GAN (alpha-Lipschitz, "
-            "beta_1-smooth critic, penalty ||h||_H^2 / (2 beta_2)): with N free points, gradient descent "
-            "with a per-point step gamma <= gamma_0 = 1/(7 alpha + beta_2) = 1/(beta_1 + beta_2) reaches "
-            "stationarity. Sweeping gamma/gamma_0 over decades on 8 Gaussians (MMD^2 to held-out data "
-            "in place of FID): nothing diverges up to gamma_0, the points trained at gamma_0 represent "
-            f"the data at least as well as {N_POINTS} i.i.d. data points, too large steps degrade or "
-            "diverge; the stable band is reported. "
+            "Chu, Minami & Fukumizu's stability theorem on the RKHS-regularized GAN ($\\alpha$-Lipschitz, "
+            "$\\beta_1$-smooth critic, penalty $\\|h\\|_H^2 / (2 \\beta_2)$): with $N$ free points, gradient "
+            "descent with a per-point step "
+            "$\\gamma \\le \\gamma_0 = 1/(7 \\alpha + \\beta_2) = 1/(\\beta_1 + \\beta_2)$ reaches "
+            "stationarity. Sweeping $\\gamma / \\gamma_0$ over decades on 8 Gaussians ($\\mathrm{MMD}^2$ to "
+            "held-out data in place of FID): nothing diverges up to $\\gamma_0$, the points trained at "
+            f"$\\gamma_0$ represent the data at least as well as {N_POINTS} i.i.d. data points, too large "
+            "steps degrade or diverge; the stable band is reported. "
             f"(alpha = {ALPHA:g}, beta_1 = {BETA1:g}, beta_2 = {BETA2:g}, "
             f"gamma_0 = {gamma0:.4g}; N = {N_POINTS}, {settings.n_steps} SGD steps, library learning "
-            "rate N gamma.)"
+            "rate $N \\gamma$.)"
         ),
         predicted=(
             "no divergence for gamma <= gamma_0; final MMD^2 at gamma_0 <= that of "

@@ -208,10 +208,12 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "Implicit bias (Chizat & Bach 2020): a mean-field ReLU network trained by GD on the "
-            "exponential loss from a small initialization reaches the F1 max-margin "
-            "max_{|rho|_TV <= 1} min_i y_i int relu(u.x_i) d rho(u), with a sparse set of active "
-            "directions; an NTK-scaled network reaches a visibly smaller F1 margin (it maximizes the "
-            f"tangent kernel's L2 margin). (n = {settings.n_points} separable points in R^2, "
+            "exponential loss from a small initialization reaches the $\\mathcal{F}_1$ max-margin "
+            "$\\max_{|\\rho|_{\\mathrm{TV}} \\le 1} \\min_i y_i "
+            "\\int \\mathrm{relu}(u \\cdot x_i)\\, d\\rho(u)$, "
+            "with a sparse set of active directions; an NTK-scaled network reaches a visibly smaller "
+            "$\\mathcal{F}_1$ margin (it maximizes the tangent kernel's $L^2$ margin). "
+            f"(n = {settings.n_points} separable points in $\\mathbb{{R}}^2$, "
             f"M = {settings.widths[0]}, {settings.n_steps} normalized GD steps; NTK M = "
             f"{settings.ntk_width}, {settings.ntk_steps} GD steps; LP on K = {settings.n_directions} "
             "directions.)"

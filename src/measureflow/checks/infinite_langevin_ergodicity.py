@@ -142,9 +142,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Geometric ergodicity of the semi-implicit scheme under strict dissipativity lam > M mu_0: "
-            "synchronously coupled chains contract by 1 - eta Lambda*_eta per step, so E L(X_n) converges "
-            "at rate >= Lambda*_eta = (lam / mu_0 - M) / (1 + eta lam / mu_0) per unit time. "
+            "Geometric ergodicity of the semi-implicit scheme under strict dissipativity "
+            "$\\lambda > M \\mu_0$: synchronously coupled chains contract by $1 - \\eta \\Lambda^*_\\eta$ "
+            "per step, so $E\\, L(X_n)$ converges at rate "
+            "$\\ge \\Lambda^*_\\eta = (\\lambda / \\mu_0 - M) / (1 + \\eta \\lambda / \\mu_0)$ per unit "
+            "time. "
             f"(Non-convex tanh InfiniteWidthNetwork, {settings.n_neurons} neurons, gamma = {GAMMA:g}, "
             f"{N_POINTS} points; M = {lipschitz:.3f} (Hessian bound), lam = {lam:.3f}, mu_0 = {mu_0:g}, "
             f"eta = {eta:g}, beta = {BETA:g}; {c} coupled pairs, start {OFFSET:g} away, "

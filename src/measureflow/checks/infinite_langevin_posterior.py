@@ -181,11 +181,12 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         claim=(
             "Semi-implicit Langevin in a Hilbert space, linear-Gaussian case: the chain follows the "
             "closed-form discrete law (mean = the GP posterior mean at every step size, covariance from a "
-            "discrete Lyapunov equation), which tends to the GP posterior with weak order 1/2 for "
-            "E|X|^2 (the text's 1/2 - kappa) and order 1 for one mode. (Squared-loss HilbertRegression, "
-            f"K = {N_MODES}, mu_k = (k+1)^-2, lam = {LAM:g}, beta = {BETA:g}, sigma = {NOISE_SD:g}, "
-            f"n = {N_POINTS} points; {n_chains} chains x {n_steps} steps from the posterior mean at "
-            f"eta = {format_list(CHAIN_STEPS, 2)}; weak error at eta = {format_list(WEAK_STEPS, 2)}.)"
+            "discrete Lyapunov equation), which tends to the GP posterior with weak order $1/2$ for "
+            "$E|X|^2$ (the text's $1/2 - \\kappa$) and order 1 for one mode. (Squared-loss "
+            f"HilbertRegression, K = {N_MODES}, $\\mu_k = (k+1)^{{-2}}$, lam = {LAM:g}, beta = {BETA:g}, "
+            f"sigma = {NOISE_SD:g}, n = {N_POINTS} points; {n_chains} chains x {n_steps} steps from the "
+            f"posterior mean at eta = {format_list(CHAIN_STEPS, 2)}; weak error at "
+            f"eta = {format_list(WEAK_STEPS, 2)}.)"
         ),
         predicted=(
             f"every per-mode mean and variance of X_n within Monte Carlo error of N(m, Sigma_n); "

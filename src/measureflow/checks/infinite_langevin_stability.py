@@ -171,13 +171,14 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Langevin dynamics in a Hilbert space with the RKHS penalty (lam / 2) sum_k x_k^2 / mu_k, "
-            "mu_k = (k + 1)^-2: explicit Euler (ULA on the penalized energy) diverges for steps above "
-            "2 mu_{K-1} / lam = 2 / (lam K^2), which vanishes as K grows; the semi-implicit scheme "
-            "X' = (I + eta lam A)^{-1} (X - eta grad L + sqrt(2 eta / beta) xi) is stable at 100x that "
-            f"step for every K. (Squared-loss HilbertRegression on {N_POINTS} points, lam = {LAM:g}, "
-            f"beta = {BETA:g}, K = {format_list(modes)}, {settings.n_chains} chains x {settings.n_steps} "
-            "steps from 0, float32.)"
+            "Langevin dynamics in a Hilbert space with the RKHS penalty "
+            "$(\\lambda / 2) \\sum_k x_k^2 / \\mu_k$, $\\mu_k = (k + 1)^{-2}$: explicit Euler (ULA on the "
+            "penalized energy) diverges for steps above $2 \\mu_{K-1} / \\lambda = 2 / (\\lambda K^2)$, "
+            "which vanishes as $K$ grows; the semi-implicit scheme "
+            "$X' = (I + \\eta \\lambda A)^{-1} (X - \\eta \\nabla L + \\sqrt{2 \\eta / \\beta}\\, \\xi)$ is "
+            f"stable at 100x that step for every $K$. (Squared-loss HilbertRegression on {N_POINTS} "
+            f"points, lam = {LAM:g}, beta = {BETA:g}, K = {format_list(modes)}, {settings.n_chains} "
+            f"chains x {settings.n_steps} steps from 0, float32.)"
         ),
         predicted=(
             f"ULA stable for eta < 2 / lambda_max in "

@@ -260,8 +260,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Kantorovich-Rubinstein duality: W1(mu, nu) = sup over 1-Lipschitz f of "
-            "E_mu f - E_nu f. For two empirical measures in 2-D (8-Gaussian ring vs a Gaussian, "
+            "Kantorovich-Rubinstein duality: "
+            "$W_1(\\mu, \\nu) = \\sup_{\\|f\\|_{\\mathrm{Lip}} \\le 1} E_\\mu f - E_\\nu f$. For two "
+            "empirical measures in 2-D (8-Gaussian ring vs a Gaussian, "
             f"n = {settings.n} each) the exact LP dual equals POT's primal W1, and a gradient-"
             "penalty critic (one-sided WGAN-GP, ReLU MLP), rescaled to be exactly 1-Lipschitz "
             "on the support, comes within "

@@ -127,11 +127,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "With width M >= n, gradient descent from a random initialization reaches zero training "
-            "loss on every draw (no spurious valleys, Venturi, Bandeira & Bruna 2019); with M much "
-            "smaller than n a measurable fraction stalls, although zero loss is reachable at that width. "
-            f"(ReLU, both layers, NTK scaling, n = {n} points on S^{d - 1} with random N(0, 1) labels, "
-            f"M = {format_list(settings.widths)}, {settings.n_draws} initializations each, "
+            "With width $M \\ge n$, gradient descent from a random initialization reaches zero training "
+            "loss on every draw (no spurious valleys, Venturi, Bandeira & Bruna 2019); with $M$ much "
+            "smaller than $n$ a measurable fraction stalls, although zero loss is reachable at that width. "
+            f"(ReLU, both layers, NTK scaling, n = {n} points on $S^{{{d - 1}}}$ with random $N(0, 1)$ "
+            f"labels, M = {format_list(settings.widths)}, {settings.n_draws} initializations each, "
             f"{settings.n_steps} full-batch GD steps at lr = {LR:g}; float64.)"
         ),
         predicted=(

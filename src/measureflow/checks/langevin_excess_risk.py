@@ -168,11 +168,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "GLD's expected excess loss on a non-convex loss is that of its Gibbs measure, "
-            "O(d log(beta) / beta) "
+            "$O(d \\log(\\beta) / \\beta)$ "
             "(Raginsky, Rakhlin & Telgarsky 2017), while gradient descent stays at spurious minima: "
-            f"tilted double well (x^2 - 1)^2 + {TILT:g} x in d = {DIM}, GLD run as MALA (no discretization "
-            f"bias), beta = {format_list(BETAS, 3)}, {n} chains from uniform starts on "
-            f"[-{BOX:g}, {BOX:g}]^{DIM}."
+            f"tilted double well $(x^2 - 1)^2 + {TILT:g} x$ in $d = {DIM}$, GLD run as MALA (no "
+            f"discretization bias), beta = {format_list(BETAS, 3)}, {n} chains from uniform starts on "
+            f"$[-{BOX:g}, {BOX:g}]^{{{DIM}}}$."
         ),
         predicted=(
             f"E L - min L = {format_list([row['exact'] for row in rows])} (exact Gibbs, quadrature; "

@@ -170,9 +170,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "The stationary law of GLD is the Gibbs measure: on the 1-D double well at beta in "
-            "{1, 4}, long MALA runs and small-step ULA runs match the exact normalized density "
-            "(quadrature); total variation on a fine histogram is within its Monte Carlo floor. "
+            "The stationary law of GLD is the Gibbs measure: on the 1-D double well at "
+            "$\\beta \\in \\{1, 4\\}$, long MALA runs and small-step ULA runs match the exact normalized "
+            "density (quadrature); total variation on a fine histogram is within its Monte Carlo floor. "
             f"({n} independent chains started uniform on [-1.5, 1.5]; the final state of each "
             f"chain is one draw; MALA {settings.mala_burn_in} adaptation + "
             f"{settings.mala_steps} steps; ULA h={small_step:g} and h={LARGE_STEP:g} for "

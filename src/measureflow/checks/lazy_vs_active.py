@@ -140,13 +140,15 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "At a fixed training loss (where gradient descent first reaches L = "
-            f"{TARGET_FRACTION:g} |y|^2 / 2n) the relative weight movement ||theta - theta_0|| / ||theta_0|| "
-            "falls like M^(-1/2) under the NTK scaling (lazy) and stays of order one under the "
+            "At a fixed training loss (where gradient descent first reaches $L = "
+            f"{TARGET_FRACTION:g} |y|^2 / 2n$) the relative weight movement "
+            "$\\|\\theta - \\theta_0\\| / \\|\\theta_0\\|$ "
+            "falls like $M^{-1/2}$ under the NTK scaling (lazy) and stays of order one under the "
             "mean-field scaling (active). (ReLU, both layers, "
-            f"n = {n} points on S^{settings.dim - 1}, y = sin(pi x_1), M = {format_list(settings.widths)}, "
-            f"{settings.n_seeds} initializations each; NTK lr = {NTK_STEP:g} n / lambda_max(K_inf), "
-            f"mean-field lr = {MEAN_FIELD_STEP:g} M; float64.)"
+            f"n = {n} points on $S^{{{settings.dim - 1}}}$, $y = \\sin(\\pi x_1)$, "
+            f"M = {format_list(settings.widths)}, {settings.n_seeds} initializations each; "
+            f"NTK $\\mathrm{{lr}} = {NTK_STEP:g}\\, n / \\lambda_{{\\max}}(K_\\infty)$, "
+            f"mean-field $\\mathrm{{lr}} = {MEAN_FIELD_STEP:g}\\, M$; float64.)"
         ),
         predicted="slope of log(movement) vs log(M): -0.5 (NTK), 0 (mean field)",
         measured=(

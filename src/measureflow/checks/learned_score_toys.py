@@ -166,8 +166,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "A score learned by denoising score matching generates the toy data: MMD^2 to fresh "
-            f"data within {settings.factor:g}x the noise floor after {settings.n_steps} training "
+            "A score learned by denoising score matching generates the toy data: $\\mathrm{MMD}^2$ to "
+            f"fresh data within {settings.factor:g}x the noise floor after {settings.n_steps} training "
             "steps (moons, 8 Gaussians, checkerboard; n = 3,000, V-statistic, bandwidth 0.3 on "
             "standardized data); on 8 Gaussians the model's probability-flow NLL of test data is at "
             "least the true NLL and close to it."

@@ -192,11 +192,12 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Under a log-Sobolev inequality GLD converges exponentially in KL: for L m-strongly "
-            "convex (Bakry-Emery) KL(t) <= KL(0) exp(-2 m t), with equality for a Gaussian started "
-            "at the stationary variance; the double well (x^2 - 1)^2, a bounded perturbation of an "
-            "m-strongly convex potential, decays at least at the Holley-Stroock rate "
-            "2 m exp(-beta osc h). Fokker-Planck grid solutions, exact in time "
+            "Under a log-Sobolev inequality GLD converges exponentially in KL: for $L$ $m$-strongly "
+            "convex (Bakry-Emery) $\\mathrm{KL}(t) \\le \\mathrm{KL}(0)\\, e^{-2 m t}$, with equality "
+            "for a Gaussian started at the stationary variance; the double well $(x^2 - 1)^2$, a "
+            "bounded perturbation of an $m$-strongly convex potential, decays at least at the "
+            "Holley-Stroock rate $2 m\\, e^{-\\beta \\operatorname{osc} h}$. Fokker-Planck grid "
+            "solutions, exact in time "
             f"(n = {n} and {2 * n} cells)."
         ),
         predicted=(

@@ -203,14 +203,14 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "Mean-field Langevin dynamics of a two-layer tanh network (neurons moved by the risk's "
-            "velocity, weight decay lambda_0 |theta|^2 / 2 and noise at temperature 1/beta) forgets its "
-            "start: a wide and a concentrated initialization reach the same free energy F = R + "
-            "lambda_0 E|theta|^2 / 2 - H / beta, F decreases along the flow, and the stationary risk of "
-            "M neurons decreases in M toward its mean-field limit. "
-            f"(n = {settings.n_points} points on the circle, y = {AMPLITUDE:g} sin(pi x_1), lambda_0 = "
+            "velocity, weight decay $\\lambda_0 |\\theta|^2 / 2$ and noise at temperature $1/\\beta$) "
+            "forgets its start: a wide and a concentrated initialization reach the same free energy "
+            "$F = R + \\lambda_0 E|\\theta|^2 / 2 - H / \\beta$, $F$ decreases along the flow, and the "
+            "stationary risk of $M$ neurons decreases in $M$ toward its mean-field limit. "
+            f"(n = {settings.n_points} points on the circle, $y = {AMPLITUDE:g} \\sin(\\pi x_1)$, lambda_0 = "
             f"{WEIGHT_DECAY:g}, beta = {BETA:g}, h = {STEP:g}; M = {width}, {replicas} replicates per start "
-            f"over t <= {settings.horizon:g}; risk at M = {format_list(settings.widths)} with "
-            f"{settings.grid_neurons} neurons per width over t <= {settings.grid_horizon:g}; float64.)"
+            f"over $t \\le {settings.horizon:g}$; risk at M = {format_list(settings.widths)} with "
+            f"{settings.grid_neurons} neurons per width over $t \\le {settings.grid_horizon:g}$; float64.)"
         ),
         predicted=(
             "1. F_wide - F_concentrated = 0 at stationarity; 2. no rise of F beyond the estimator's noise; "

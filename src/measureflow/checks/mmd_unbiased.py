@@ -102,8 +102,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "The U-statistic estimator of MMD^2 is unbiased at every sample size; the V-statistic "
-            "is biased by (k(0) - E k(X,X'))/n + (k(0) - E k(Y,Y'))/m. (Two correlated 2-D "
+            "The U-statistic estimator of $\\mathrm{MMD}^2$ is unbiased at every sample size; the "
+            "V-statistic is biased by "
+            "$\\frac{k(0) - E\\,k(X,X')}{n} + \\frac{k(0) - E\\,k(Y,Y')}{m}$. (Two correlated 2-D "
             f"Gaussians, Gaussian kernel h = {BANDWIDTH:g}, n = m = {format_list(settings.sizes)}, "
             f"{settings.repetitions} repetitions per n.)"
         ),

@@ -451,7 +451,7 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             f"GANs trained on IPM/kernel losses cover every mode of the 8-Gaussian ring "
-            f"({claimed_coverage}: all 8 modes with >= {MIN_COUNT} samples within 3 std, every seed), "
+            f"({claimed_coverage}: all 8 modes with $\\ge {MIN_COUNT}$ samples within 3 std, every seed), "
             f"and {claimed_quality} put more than {HQ_MIN:g} of their samples within 3 std of a centre; "
             f"exact mixture draws follow the diagnostics' binomial law. "
             f"Losses {', '.join(settings.losses)} on {', '.join(settings.toys)}, seeds "

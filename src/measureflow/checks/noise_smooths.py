@@ -269,15 +269,16 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "(a) Noisy gradient descent x - eta (L'(x) + sigma xi) (sigma = 6.7) on a 1-D loss with a sharp "
-            "deep and a flat shallow minimum puts a growing share of its stationary law on the flat one as "
-            f"eta grows over {format_list(list(ETAS))}, all below the sharp well's stability limit "
-            f"{part_a['stability_eta']:.4f}. (b) "
-            "Gaussian smoothing removes spurious minima: graduated descent on Rastrigin (d = 3, A = 10) with "
-            "the schedule delta_1, delta_1/2, delta_1/4, 0 reaches the global basin from exactly the starts "
-            "that lie in the basin of the global minimum of L_delta1, so its success rate is "
-            "(b(delta_1)/5.12)^d; gradient descent from the same starts only from the central cell. "
-            f"(delta_1 = {', '.join(labels)}; {n} uniform starts on [-5.12, 5.12]^3.)"
+            "(a) Noisy gradient descent $x - \\eta (L'(x) + \\sigma \\xi)$ ($\\sigma = 6.7$) on a 1-D loss "
+            "with a sharp deep and a flat shallow minimum puts a growing share of its stationary law on "
+            f"the flat one as $\\eta$ grows over {format_list(list(ETAS))}, all below the sharp well's "
+            f"stability limit {part_a['stability_eta']:.4f}. (b) "
+            "Gaussian smoothing removes spurious minima: graduated descent on Rastrigin ($d = 3$, "
+            "$A = 10$) with the schedule $\\delta_1, \\delta_1/2, \\delta_1/4, 0$ reaches the global basin "
+            "from exactly the starts that lie in the basin of the global minimum of $L_{\\delta_1}$, so "
+            "its success rate is $(b(\\delta_1) / 5.12)^d$; gradient descent from the same starts only "
+            f"from the central cell. (delta_1 = {', '.join(labels)}; {n} uniform starts on "
+            "$[-5.12, 5.12]^3$.)"
         ),
         predicted=(
             f"(a) exact stationary flat fraction {format_list([row['exact'] for row in rows_a])} "

@@ -149,10 +149,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "The empirical NTK at a random initialization concentrates: ||K_M - K_inf||_F ~ M^(-1/2) "
-            "(root mean square over draws, both layers and inner layer), and for the inner-layer "
-            "kernel the text's Hoeffding bound ||K_M - K_inf||_F^2 <= n^2 log(2n^2/delta) / (2M) holds "
-            f"with probability >= 1 - delta. (ReLU, n = {n} points on S^{settings.dim - 1}, "
+            "The empirical NTK at a random initialization concentrates: "
+            "$\\|K_M - K_\\infty\\|_F \\sim M^{-1/2}$ (root mean square over draws, both layers and "
+            "inner layer), and for the inner-layer kernel the text's Hoeffding bound "
+            "$\\|K_M - K_\\infty\\|_F^2 \\le \\frac{n^2 \\log(2n^2/\\delta)}{2M}$ holds "
+            f"with probability $\\ge 1 - \\delta$. (ReLU, n = {n} points on S^{settings.dim - 1}, "
             f"M = {format_list(settings.widths)}, {settings.n_draws} draws per width and kernel, "
             f"delta = {DELTA:g}, float64.)"
         ),

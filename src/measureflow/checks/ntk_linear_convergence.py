@@ -166,14 +166,16 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "In the NTK regime full-batch gradient descent on n points of the unit sphere drives the "
-            "mean squared loss to zero at least like exp(-lambda_0 t) (the text; sharp: "
-            "exp(-2 (lambda_0 - delta) t), delta = max ||K_t - K_inf||_op -> 0), lambda_0 = "
-            "lambda_min(K_inf), t = eta k / n; the trained network's test predictions approach "
-            "ntk_regression's (K_inf, same t, same f_0) with a gap ~ M^(-1/2). "
+            "In the NTK regime full-batch gradient descent on $n$ points of the unit sphere drives the "
+            "mean squared loss to zero at least like $\\exp(-\\lambda_0 t)$ (the text; sharp: "
+            "$\\exp(-2 (\\lambda_0 - \\delta) t)$, "
+            "$\\delta = \\max \\|K_t - K_\\infty\\|_{\\mathrm{op}} \\to 0$), "
+            "$\\lambda_0 = \\lambda_{\\min}(K_\\infty)$, $t = \\eta k / n$; the trained network's test "
+            "predictions approach ntk_regression's ($K_\\infty$, same $t$, same $f_0$) with a gap "
+            "$\\sim M^{-1/2}$. "
             f"(ReLU, both layers, n = {settings.n_points}, d = {settings.dim}, {settings.n_test} test "
             f"points, M = {format_list(settings.widths)}, {settings.n_seeds} initializations each, "
-            f"eta = n / lambda_max(K_inf), {n_steps} steps, float64.)"
+            f"$\\eta = n / \\lambda_{{\\max}}(K_\\infty)$, {n_steps} steps, float64.)"
         ),
         predicted=(
             f"lambda_0 = {lambda_0:.4g}, lambda_max = {lambda_max:.4g}: L_k / L_0 <= exp(-{2 * lambda_0:.4g} "

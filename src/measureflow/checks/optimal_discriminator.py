@@ -247,8 +247,9 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "With the generator frozen, a discriminator trained on the original GAN objective approaches "
-            "D* = p_D / (p_D + p_theta), and its value E log D + E log(1 - D(G z)) approaches "
-            "2 JS - log 4 from below (p_D = 1/2 N(-1.5, 0.6^2) + 1/2 N(1.5, 0.6^2), G(z) = 1.5 z; a "
+            "$D^* = p_D / (p_D + p_\\theta)$, and its value $E \\log D + E \\log(1 - D(G z))$ approaches "
+            "$2\\, \\mathrm{JS} - \\log 4$ from below "
+            "($p_D = \\frac{1}{2} N(-1.5, 0.6^2) + \\frac{1}{2} N(1.5, 0.6^2)$, $G(z) = 1.5 z$; a "
             f"{settings.depth} x {settings.hidden} critic, {settings.n_steps} Adam steps at batch "
             f"{settings.batch_size}; everything compared by quadrature)."
         ),

@@ -145,9 +145,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "The forward OU process dX = -X dt + sqrt(2) dB forgets the data: KL(p_t || N(0, I)) "
-            "<= e^{-2t} KL(p_0 || N(0, I)) (log-Sobolev constant 1); for Gaussian data N(m, S) "
-            "the rate 2 is attained when m != 0, and centred data forget at rate 4. "
+            "The forward OU process $dX = -X\\,dt + \\sqrt{2}\\,dB$ forgets the data: "
+            "$\\mathrm{KL}(p_t \\| N(0, I)) \\le e^{-2t}\\,\\mathrm{KL}(p_0 \\| N(0, I))$ (log-Sobolev "
+            "constant 1); for Gaussian data $N(m, S)$ the rate 2 is attained when $m \\ne 0$, and "
+            "centred data forget at rate 4. "
             f"(m = {list(MEAN)}, S = {[list(row) for row in COVARIANCE]}; {settings.n_particles} "
             f"particles moved by exact OU steps of {STEP:g} to t = {settings.t_end:g}.)"
         ),
@@ -176,7 +177,7 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
 
 
 def _figure(shifted: dict, centred: dict, path: Path) -> str:
-    figure, axes = new_figure(2, 1, width=4.8, height=3.6)
+    figure, axes = new_figure(2, 1, width=4.8, height=4.6)
     axis = axes[0, 0]
     cases = ((shifted, "tab:red", "data off centre"), (centred, "tab:blue", "centred data"))
     for case, color, label in cases:
@@ -192,7 +193,8 @@ def _figure(shifted: dict, centred: dict, path: Path) -> str:
     axis.set_xlabel("t")
     axis.set_ylabel("KL(p_t || N(0, I))")
     axis.set_title("forward OU forgets the data")
-    axis.legend(fontsize=6)
+    # Legends go under the panels, where they cannot cover the curves.
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     axis = axes[0, 1]
     for case, color, label in ((shifted, "tab:red", "off centre"), (centred, "tab:blue", "centred")):
         rows = case["rows"]
@@ -203,5 +205,5 @@ def _figure(shifted: dict, centred: dict, path: Path) -> str:
     axis.set_xlabel("t")
     axis.set_ylabel("(particles - exact) / SE")
     axis.set_title(f"rates: {shifted['rate']:.3f} (pred. 2), {centred['rate']:.2f} (pred. 4)")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=3, frameon=False)
     return save_figure(figure, path)

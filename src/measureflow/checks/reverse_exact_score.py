@@ -110,8 +110,8 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "With the exact score, the reverse-time SDE, the probability-flow ODE and the "
-            "predictor-corrector sampler recover the data: MMD^2 and sliced W2 to fresh data fall "
-            "to the noise floor (two fresh data sets of the same size) as the number of steps "
+            "predictor-corrector sampler recover the data: $\\mathrm{MMD}^2$ and sliced $W_2$ to fresh "
+            "data fall to the noise floor (two fresh data sets of the same size) as the number of steps "
             f"grows. (2-D mixture of 3 Gaussians, VP SDE, n = {n}, steps {list(settings.steps)}.)"
         ),
         predicted=(

@@ -260,12 +260,15 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         claim=(
             "Frank-Wolfe (away steps, exact line search), projected gradient and mirror descent reach "
             "the same minimizer over the simplex: a planted sparse minimizer of a strongly convex "
-            f"quadratic (n = {DIM}, support {SUPPORT}) and softmax(-c / eps) for <c, p> + eps sum p log p; "
-            f"as argmin ||p - x||^2 they compute sparsemax(x) ({SPARSEMAX_BATCH} points, one batch). Plain "
-            "Frank-Wolfe's gap p . grad F - min grad F decays like 1/t: with exact line search the best "
-            "gap and the primal error have slope -1 (Jaggi's O(1/t) bound is tight on a face-interior "
-            "minimizer, Canon & Cullum); with eta = 2 / (t + 2) the gap has slope -1 and the primal "
-            f"error -2 (Wirth et al. 2023). T = {steps} steps, fit on t in [{fit_start}, {steps}]."
+            f"quadratic (n = {DIM}, support {SUPPORT}) and $\\mathrm{{softmax}}(-c / \\varepsilon)$ for "
+            "$\\langle c, p \\rangle + \\varepsilon \\sum p \\log p$; as "
+            "$\\operatorname{argmin} \\|p - x\\|^2$ they "
+            f"compute $\\mathrm{{sparsemax}}(x)$ ({SPARSEMAX_BATCH} points, one batch). Plain "
+            "Frank-Wolfe's gap $p \\cdot \\nabla F - \\min \\nabla F$ decays like $1/t$: with exact line "
+            "search the best gap and the primal error have slope $-1$ (Jaggi's $O(1/t)$ bound is tight "
+            "on a face-interior minimizer, Canon & Cullum); with $\\eta = 2 / (t + 2)$ the gap has slope "
+            f"$-1$ and the primal error $-2$ (Wirth et al. 2023). T = {steps} steps, fit on "
+            f"$t \\in [{fit_start}, {steps}]$."
         ),
         predicted=(
             f"max |p - p*| <= {MINIMIZER_TOL:g} for 3 methods x 3 problems; slopes: line search primal "

@@ -143,10 +143,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "Spectral bias in the lazy regime: on the circle x = (cos t, sin t, 1)/sqrt(2) the "
+            "Spectral bias in the lazy regime: on the circle $x = (\\cos t, \\sin t, 1) / \\sqrt{2}$ the "
             "Fourier modes are the eigenfunctions of the infinite-width ReLU NTK; gradient descent "
-            f"(step eta = {STEP_SIZE:g}) on a wide two-layer network shrinks the residual in "
-            "frequency k like (1 - eta mu_k)^t, so frequencies are learned in the order of their "
+            f"(step $\\eta = {STEP_SIZE:g}$) on a wide two-layer network shrinks the residual in "
+            "frequency $k$ like $(1 - \\eta \\mu_k)^t$, so frequencies are learned in the order of their "
             f"eigenvalues. (Frequencies {list(FREQUENCIES)}, width {settings.width}, "
             f"{N_POINTS} equally spaced inputs, {settings.n_steps} full-batch steps.)"
         ),

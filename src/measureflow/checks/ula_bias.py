@@ -128,10 +128,10 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "ULA's discretization bias: for a Gaussian target N(0, sigma^2) and step h, ULA's "
-            "stationary variance is (sigma^2 / beta) / (1 - h / (2 sigma^2)) in closed form; the "
-            "measured variance agrees within Monte Carlo error, and MALA's matches "
-            f"sigma^2 / beta. (sigma = {SIGMA:g}, beta = {BETA:g}, h = {format_list(steps, 3)}; "
+            "ULA's discretization bias: for a Gaussian target $N(0, \\sigma^2)$ and step $h$, ULA's "
+            "stationary variance is $\\frac{\\sigma^2 / \\beta}{1 - h / (2 \\sigma^2)}$ in closed form; "
+            "the measured variance agrees within Monte Carlo error, and MALA's matches "
+            f"$\\sigma^2 / \\beta$. (sigma = {SIGMA:g}, beta = {BETA:g}, h = {format_list(steps, 3)}; "
             f"{n} independent chains per sampler and step, started from exact draws.)"
         ),
         predicted=(

@@ -384,11 +384,12 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
         name=NAME,
         claim=(
             "Vanishing gradients with disjoint supports (Arjovsky & Bottou 2017; Example 1 of Arjovsky "
-            "et al. 2017): data {0} x U[0, 1], model {theta} x U[0, 1], theta = 1 frozen. As the "
-            "discriminator trains, the original GAN's generator gradient |d/dtheta E log(1 - D(G z))| "
-            "collapses, WGAN-GP's d/dtheta (-E h(G z)) tends to 1 + theta / (2 lambda) (about "
-            "|dW1/dtheta| = 1) and the GMMN gradient d MMD^2 / dtheta equals its closed form "
-            "(signed: > 0 moves the model towards the data). "
+            "et al. 2017): data $\\{0\\} \\times U[0, 1]$, model $\\{\\theta\\} \\times U[0, 1]$, "
+            "$\\theta = 1$ frozen. As the discriminator trains, the original GAN's generator gradient "
+            "$|\\frac{d}{d\\theta} E \\log(1 - D(G z))|$ collapses, WGAN-GP's "
+            "$\\frac{d}{d\\theta} (-E\\, h(G z))$ tends to $1 + \\theta / (2 \\lambda)$ (about "
+            "$|dW_1/d\\theta| = 1$) and the GMMN gradient $d\\,\\mathrm{MMD}^2 / d\\theta$ equals its "
+            "closed form (signed: > 0 moves the model towards the data). "
             f"({n_steps} Adam critic steps, batch {settings.batch_size}, Critic(2, hidden={HIDDEN}, "
             f"depth={DEPTH}), lambda = {GP_WEIGHT:g}, bandwidths {list(BANDWIDTHS)}.)"
         ),
@@ -466,7 +467,7 @@ def _figure(js: np.ndarray, gp: np.ndarray, mmd_steps: np.ndarray, mmd: np.ndarr
             path: Path) -> str:
     """Gradients are signed (> 0: towards the data); the log axis shows |.|, wrong-way steps marked."""
     bound_steps, bound, mean_d = confidence
-    figure, axes = new_figure(2, 1, width=5.0, height=3.8)
+    figure, axes = new_figure(2, 1, width=5.0, height=5.0)
     steps = np.arange(len(js))
     tiny = np.finfo(np.float64).tiny
     axis = axes[0, 0]
@@ -491,7 +492,8 @@ def _figure(js: np.ndarray, gp: np.ndarray, mmd_steps: np.ndarray, mmd: np.ndarr
     axis.set_xlabel("discriminator steps (generator frozen)")
     axis.set_ylabel("|generator gradient|")
     axis.set_title("disjoint segments {0} x [0,1] vs {1} x [0,1]")
-    axis.legend(fontsize=6, loc="best", framealpha=0.85)
+    # Legends go under the panels: inside, nine entries cover the curves wherever they sit.
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     axis = axes[0, 1]
     x1, out = _profile(critics["js"], device)
     axis.plot(x1, 1 / (1 + np.exp(-out)), color="tab:red", label="original GAN: D(x_1, 1/2)")
@@ -502,5 +504,5 @@ def _figure(js: np.ndarray, gp: np.ndarray, mmd_steps: np.ndarray, mmd: np.ndarr
     axis.axvline(THETA, color="gray", linestyle="--", linewidth=0.8, label=f"model (x_1 = {THETA:g})")
     axis.set_xlabel("x_1")
     axis.set_title("trained critics along x_2 = 1/2")
-    axis.legend(fontsize=6)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     return save_figure(figure, path)

@@ -264,11 +264,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "The exact W2 between two samples of n points converges to the Gaussian closed form: "
-            "the mean error decays like n^(-1/2) for d < 4 (fluctuations, with the CLT constant "
-            "sigma of del Barrio & Loubes) and is bias-dominated for d > 4, where the bias of W2^2 "
-            f"decays like n^(-2/d). (d = {', '.join(map(str, DIMENSIONS))}, full covariances, "
-            f"n = {format_list(sizes)}, {settings.repetitions} repetitions per n.)"
+            "The exact $W_2$ between two samples of $n$ points converges to the Gaussian closed "
+            "form: the mean error decays like $n^{-1/2}$ for $d < 4$ (fluctuations, with the CLT "
+            "constant $\\sigma$ of del Barrio & Loubes) and is bias-dominated for $d > 4$, where the "
+            f"bias of $W_2^2$ decays like $n^{{-2/d}}$. (d = {', '.join(map(str, DIMENSIONS))}, full "
+            f"covariances, n = {format_list(sizes)}, {settings.repetitions} repetitions per n.)"
         ),
         predicted=(
             "slope of log mean|W2(mu_n, nu_n) - W2| vs log n: -1/2 (d = 1, 2), in [-1/2, -2/5] "

@@ -158,10 +158,11 @@ def run(size: str, seed: int, device: str, out_dir: Path) -> CheckResult:
     return CheckResult(
         name=NAME,
         claim=(
-            "a Wasserstein gradient flow decreases its functional: for F = int V + 1/2 iint W + "
-            f"(1/beta) int mu log mu (double well V, W = {KAPPA:g} z^2/2, beta = {BETA:g}) F decreases "
-            "along the blob particle flow and the finite-volume grid solution, and the two agree "
-            f"better as n grows (n = {list(settings.particle_counts)})"
+            "a Wasserstein gradient flow decreases its functional: for "
+            "$F = \\int V + \\frac{1}{2} \\iint W + \\frac{1}{\\beta} \\int \\mu \\log \\mu$ (double well "
+            f"$V$, $W = {KAPPA:g} z^2 / 2$, beta = {BETA:g}) $F$ decreases along the blob particle flow "
+            "and the finite-volume grid solution, and the two agree better as $n$ grows "
+            f"(n = {list(settings.particle_counts)})"
         ),
         predicted=(
             "dF/dt <= 0 on both; particle-grid gaps shrink at least like n^(-2/5); at the largest n "

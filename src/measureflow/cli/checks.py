@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -21,8 +22,9 @@ from measureflow.cli._common import (
     user_errors,
 )
 from measureflow.report import RESULT_FILE, relative_figures, write_index
+from measureflow.report.text import measured_vs_predicted, one_line, plain
 
-__all__ = ["check", "demo"]
+__all__ = ["check", "demo", "summary_table"]
 
 _VERDICT_STYLE = {"PASS": "bold green", "FAIL": "bold red", "ERROR": "bold red"}
 
@@ -36,23 +38,48 @@ def _check_names(requested: list[str]) -> list[str]:
     return requested
 
 
-def _short(text: Any, limit: int) -> Text:
-    """``text`` on one line, cut to ``limit`` characters (the full text is in the files)."""
-    line = " ".join(str(text).split())
-    return Text(line if len(line) <= limit else line[: limit - 1] + "\u2026")
-
-
 def _result_data(result: mf.checks.CheckResult, folder: Path) -> dict[str, Any]:
-    """``CheckResult.to_dict()`` with its figures relative to ``folder`` (the result's folder)."""
+    """``CheckResult.to_dict()`` with its figures relative to ``folder`` (the result's folder)
+    and the registry's one-line ``title`` (the report's summary shows it)."""
     data = result.to_dict()
     data["figures"] = relative_figures(data["figures"], folder)
+    data["title"] = mf.checks.CHECKS[result.name].title if result.name in mf.checks.CHECKS else ""
     return json_safe(data)
+
+
+def summary_table(records: list[dict[str, Any]], title: str) -> Table:
+    """One row per check: name, verdict, seconds and a one-line measured vs predicted.
+
+    Every cell stays on one line (the last is cut with an ellipsis to the terminal's width), so
+    40 checks take 40 lines even in 80 columns; the full texts are in the result files and
+    index.html.
+    """
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  padding=(0, 1), pad_edge=False, collapse_padding=True)
+    # The first three columns keep their full width; only the last is cut to what is left.
+    widest = max((len(str(data["name"])) for data in records), default=5)
+    table.add_column("check", no_wrap=True, min_width=widest)
+    table.add_column("verdict", no_wrap=True, min_width=7)
+    table.add_column("s", justify="right", no_wrap=True, min_width=6)
+    # Wrappable for rich's width calculation (so this column, not the others, gives way); each
+    # cell's Text is itself no_wrap with an ellipsis, so it stays on one line.
+    table.add_column("measured vs predicted")
+    for data in records:
+        line = measured_vs_predicted(data.get("measured", ""), data.get("predicted", ""))
+        if data["verdict"] == "ERROR":
+            line = one_line(data.get("error", ""))
+        seconds = "-" if data.get("wall_time") is None else f"{data['wall_time']:.1f}"
+        table.add_row(Text(str(data["name"])),
+                      Text(data["verdict"], style=_VERDICT_STYLE[data["verdict"]]),
+                      seconds, Text(line, no_wrap=True, overflow="ellipsis"))
+    return table
 
 
 def _error_data(name: str, error: BaseException) -> dict[str, Any]:
     """The record of a check that raised instead of giving a verdict."""
     return {
         "name": name,
+        "title": mf.checks.CHECKS[name].title,
         "claim": mf.checks.CHECKS[name].title,
         "predicted": "",
         "measured": "",
@@ -66,7 +93,8 @@ def _error_data(name: str, error: BaseException) -> dict[str, Any]:
 
 
 def check(
-    name: Annotated[str, typer.Argument(help="The check to run (see measureflow demo --help).")],
+    name: Annotated[str, typer.Argument(
+        help="The check to run (one of the checks listed above).", show_default=False)],
     size: Annotated[str, typer.Option(help="quick (seconds) or full (the published figure).")]
     = "quick",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -90,13 +118,30 @@ def check(
     table.add_column("field", style="bold")
     table.add_column("value")
     for field in ("claim", "predicted", "measured", "tolerance"):
-        table.add_row(field, Text(str(getattr(result, field))))
+        table.add_row(field, Text(plain(getattr(result, field))))
     table.add_row("verdict", Text(result.verdict, style=_VERDICT_STYLE[result.verdict]))
     table.add_row("seconds", f"{result.wall_time:.2f}")
     table.add_row("written to", Text(str(folder)))
     Console().print(table)
     if not result.passed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _check_list(width: int = 76) -> str:
+    """The registered checks, one line each (``name  title``, the title cut to ``width``)."""
+    names = mf.checks.names()
+    pad = max((len(name) for name in names), default=0) + 2
+    lines = []
+    for name in names:
+        title = one_line(mf.checks.CHECKS[name].title)
+        room = max(width - pad, 10)
+        lines.append(f"{name:<{pad}}{title if len(title) <= room else title[:room - 1] + '…'}")
+    return "\n".join(lines)
+
+
+# ``measureflow check --help`` lists the checks from the registry; typer reads the docstring
+# when the command is registered (its rich help keeps the lines as they are).
+check.__doc__ = f"{check.__doc__}\nChecks:\n\n{_check_list()}\n"
 
 
 def demo(
@@ -144,18 +189,7 @@ def demo(
                      highlight=False)
     total_time = time.perf_counter() - start
 
-    table = Table(title=f"measureflow demo ({size}, seed {seed}, {device})")
-    table.add_column("check", no_wrap=True)
-    for column in ("claim", "predicted", "measured"):
-        table.add_column(column, ratio=1)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("seconds", justify="right")
-    for data in records:
-        measured = data["measured"] or data.get("error", "")
-        seconds = "-" if data["wall_time"] is None else f"{data['wall_time']:.1f}"
-        table.add_row(Text(str(data["name"])), _short(data["claim"], 60),
-                      _short(data["predicted"], 50), _short(measured, 50),
-                      Text(data["verdict"], style=_VERDICT_STYLE[data["verdict"]]), seconds)
+    table = summary_table(records, f"measureflow demo ({size}, seed {seed}, {device})")
     console = Console()
     if records:
         console.print(table)

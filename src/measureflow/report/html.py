@@ -1,9 +1,12 @@
 """The HTML index of a run folder, built from the ``result.json`` files found in it.
 
-One self-contained page (inline CSS, no scripts, no external resources): a summary table of the
-theory checks, then one section per result with its numbers and its figures shown inline. Links
-are relative, so the folder can be moved or served as it is; all text is HTML-escaped. Nothing is
-computed here: the page only shows what the result files say.
+One self-contained page (inline CSS, no scripts, no external resources, so it works offline): a
+summary table of the theory checks, one compact row each (check, verdict, one-line claim, one-line
+measured vs predicted, seconds), then one section per result with the claim, the prediction and
+its tolerance, the measurement, the figures and every number. Math in the texts (``$...$``) is
+rendered as MathML (:mod:`measureflow.report.text`). Links are relative, so the folder can be
+moved or served as it is; all other text is HTML-escaped. Nothing is computed here: the page only
+shows what the result files say.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from measureflow._core import atomic_write_text
+from measureflow.report.text import measured_vs_predicted, one_line, to_html
 
 __all__ = [
     "RESULT_FILE",
@@ -33,23 +37,42 @@ RESULT_FILE = "result.json"
 INDEX_FILE = "index.html"
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 76em; padding: 0 1em;
+body { font-family: system-ui, sans-serif; margin: 0.5em auto; max-width: 80em; padding: 0 1em;
        color: #222; }
-h1 { margin-bottom: 0.2em; }
-.meta { color: #666; margin-top: 0; }
-table { border-collapse: collapse; margin: 1em 0; }
+header { display: flex; align-items: baseline; gap: 1em; flex-wrap: wrap; }
+h1 { font-size: 1.25em; margin: 0.1em 0; }
+.meta { color: #666; margin: 0; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 .PASS { color: #186a1f; font-weight: bold; }
 .FAIL, .ERROR { color: #b00020; font-weight: bold; }
+/* The summary: one short row per check, so that 40 checks and every verdict fit a 1280 x 800
+   window; each cell is cut with an ellipsis and carries its full text as a tooltip. */
+table.summary { table-layout: fixed; width: 100%; font-size: 12px; line-height: 15px;
+                margin: 0.3em 0; }
+table.summary th, table.summary td { padding: 1px 5px; border-width: 0 0 1px 0;
+                                     white-space: nowrap; overflow: hidden;
+                                     text-overflow: ellipsis; }
+table.summary tbody tr:nth-child(even) { background: #fafafa; }
+table.summary col.check { width: 15.5em; }
+table.summary col.verdict { width: 5.4em; }
+table.summary col.seconds { width: 5.6em; }
+table.summary col.claim { width: 45%; }
 section { border-top: 1px solid #ddd; margin-top: 2em; padding-top: 0.5em; }
-.claim { font-style: italic; }
+section h2 a.top { font-size: 0.6em; font-weight: normal; margin-left: 0.5em; }
+.claim { font-size: 1.05em; line-height: 1.5; }
+.title { color: #555; margin: 0; }
+table.numbers th { width: 7em; }
 .error { color: #b00020; white-space: pre-wrap; font-family: monospace; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; }
-figure { margin: 0; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 0; max-width: 100%; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { color: #666; font-size: 0.9em; }
+details table { font-size: 0.9em; }
+details td { font-variant-numeric: tabular-nums; word-break: break-word; }
+math { font-size: 1.05em; }
 """
 
 
@@ -203,15 +226,35 @@ def _verdict(data: dict[str, Any]) -> str:
     return verdict if verdict in ("PASS", "FAIL", "ERROR") else "FAIL"
 
 
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk (bytes 16-24), or None for anything else.
+
+    The ``<img>`` tags carry them so the page does not reflow while the figures load.
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return (width, height) if width > 0 and height > 0 else None
+
+
 def _figures_html(entry: ResultEntry, index_folder: Path) -> list[str]:
     parts = []
     if entry.figures:
         parts.append('<div class="figures">')
         for figure in entry.figures:
             link = _link(figure, index_folder)
+            size = _png_size(figure)
+            dimensions = f' width="{size[0]}" height="{size[1]}"' if size else ""
+            # Loaded eagerly: the figures are local files, and a lazy image never loads in a
+            # page that is printed or checked without scrolling.
             parts.append(
-                f'<figure><a href="{link}"><img src="{link}" alt="{_escape(figure.name)}" '
-                f'loading="lazy"></a><figcaption>{_escape(figure.name)}</figcaption></figure>'
+                f'<figure><a href="{link}"><img src="{link}" alt="{_escape(figure.name)}"'
+                f'{dimensions}></a><figcaption>{_escape(figure.name)}</figcaption></figure>'
             )
         parts.append("</div>")
     for missing in entry.missing_figures:
@@ -231,21 +274,44 @@ def _rows(pairs: Iterable[tuple[str, Any]]) -> list[str]:
     return rows
 
 
+def _title(data: dict[str, Any]) -> str:
+    """The check's one-line claim: ``title`` in the result, else the registry's title for its
+    name, else the claim's first sentence."""
+    title = data.get("title")
+    if not title:
+        from measureflow.checks.registry import CHECKS
+
+        spec = CHECKS.get(str(data.get("name")))
+        title = spec.title if spec is not None else one_line(data.get("claim", "")).split(". ")[0]
+    return one_line(title)
+
+
 def _check_summary(entries: Sequence[ResultEntry], index_folder: Path) -> list[str]:
-    header = ("check", "claim", "predicted", "measured", "tolerance", "verdict", "seconds")
-    parts = ['<table class="summary">', "<thead><tr>"]
-    parts += [f"<th>{name}</th>" for name in header]
-    parts.append("</tr></thead><tbody>")
+    """One row per check: name (a link to its section), verdict, one-line claim, one-line
+    measured vs predicted and seconds; long cells end in an ellipsis, their full text in the
+    ``title`` tooltip."""
+    parts = [
+        '<table class="summary" id="summary">',
+        '<colgroup><col class="check"><col class="verdict"><col class="claim"><col class="mvp">'
+        '<col class="seconds"></colgroup>',
+        "<thead><tr><th>check</th><th>verdict</th><th>claim</th>"
+        '<th>measured vs predicted</th><th class="number">seconds</th></tr></thead><tbody>',
+    ]
     for entry in entries:
         data, verdict = entry.data, _verdict(entry.data)
+        claim = _title(data)
+        line = measured_vs_predicted(data.get("measured", ""), data.get("predicted", ""))
+        if verdict == "ERROR" and data.get("error"):
+            line = one_line(data["error"])
+        full = "measured: {}\npredicted: {}".format(
+            one_line(data.get("measured", "")), one_line(data.get("predicted", "")))
         parts.append(
             "<tr>"
-            f'<td><a href="#{_anchor(entry, index_folder)}">{_escape(entry.name)}</a></td>'
-            f"<td>{_escape(data.get('claim', ''))}</td>"
-            f"<td>{_escape(data.get('predicted', ''))}</td>"
-            f"<td>{_escape(data.get('measured', ''))}</td>"
-            f"<td>{_escape(data.get('tolerance', ''))}</td>"
-            f'<td class="{verdict}">{verdict}</td>'
+            f'<td><a href="#{_anchor(entry, index_folder)}" title="{_escape(entry.name)}">'
+            f"{_escape(entry.name)}</a></td>"
+            f'<td class="verdict {verdict}">{verdict}</td>'
+            f'<td title="{_escape(one_line(data.get("claim", "")) or claim)}">{_escape(claim)}</td>'
+            f'<td title="{_escape(full)}">{_escape(line)}</td>'
             f'<td class="number">{_escape(_number(data.get("wall_time"), 3))}</td>'
             "</tr>"
         )
@@ -253,23 +319,58 @@ def _check_summary(entries: Sequence[ResultEntry], index_folder: Path) -> list[s
     return parts
 
 
+_MAX_LIST = 200  # values of one list shown in the table of all numbers (the JSON has them all)
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Nested dictionaries as ``(dotted.key, value)`` pairs."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, value
+
+
+def _full_value(value: Any) -> str:
+    """Every number of ``value`` (lists up to ``_MAX_LIST`` values), 6 significant digits."""
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, (int, float, str, bool)) or v is None for v in value):
+            shown = ", ".join(_number(v, 6) for v in value[:_MAX_LIST])
+            more = f", ... ({len(value)} values)" if len(value) > _MAX_LIST else ""
+            return f"[{shown}{more}]"
+        return json.dumps(value, default=str)[:4000]
+    return _number(value, 6)
+
+
 def _check_section(entry: ResultEntry, index_folder: Path) -> list[str]:
+    """The claim (math as MathML), the derivation's result (predicted, tolerance), the
+    measurement, the figures and, folded, every number of ``details``."""
     data, verdict = entry.data, _verdict(entry.data)
     parts = [
         f'<section id="{_anchor(entry, index_folder)}">',
-        f'<h2>{_escape(entry.name)} <span class="{verdict}">{verdict}</span></h2>',
+        f'<h2>{_escape(entry.name)} <span class="{verdict}">{verdict}</span>'
+        '<a class="top" href="#summary">back to the summary</a></h2>',
+        f'<p class="title">{_escape(_title(data))}</p>',
     ]
     if data.get("claim"):
-        parts.append(f'<p class="claim">{_escape(data["claim"])}</p>')
-    parts += _rows([
-        ("predicted", data.get("predicted")),
-        ("measured", data.get("measured")),
-        ("tolerance", data.get("tolerance")),
-        ("seconds", data.get("wall_time")),
-    ])
+        parts.append(f'<p class="claim">{to_html(data["claim"])}</p>')
+    parts.append('<table class="numbers">')
+    for key in ("predicted", "tolerance", "measured"):
+        if data.get(key):
+            parts.append(f"<tr><th>{key}</th><td>{to_html(data[key])}</td></tr>")
+    if data.get("wall_time") is not None:
+        parts.append(f"<tr><th>seconds</th><td>{_escape(_number(data['wall_time'], 3))}</td></tr>")
+    parts.append("</table>")
     if data.get("error"):
         parts.append(f'<p class="error">{_escape(data["error"])}</p>')
     parts += _figures_html(entry, index_folder)
+    details = data.get("details")
+    if isinstance(details, dict) and details:
+        rows = list(_flatten(details))
+        parts.append(f"<details><summary>all numbers ({len(rows)})</summary><table>")
+        parts += [f"<tr><th>{_escape(key)}</th><td>{_escape(_full_value(value))}</td></tr>"
+                  for key, value in rows]
+        parts.append("</table></details>")
     parts.append("</section>")
     return parts
 
@@ -330,16 +431,18 @@ def render_index(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_escape(title)}</title>",
+        # An empty icon: without it the browser asks for /favicon.ico and logs an error.
+        '<link rel="icon" href="data:,">',
         f"<style>{_STYLE}</style>",
         "</head><body>",
-        f"<h1>{_escape(title)}</h1>",
+        f"<header><h1>{_escape(title)}</h1>",
     ]
     meta = []
     if checks:
         n_passed = sum(_verdict(e.data) == "PASS" for e in checks)
         meta.append(f"{n_passed} of {len(checks)} checks passed")
     meta.append(f"measureflow {__version__}")
-    parts.append(f'<p class="meta">{_escape(" · ".join(meta))}</p>')
+    parts.append(f'<p class="meta">{_escape(" · ".join(meta))}</p></header>')
     if not entries:
         parts.append(f"<p>No {RESULT_FILE} files found.</p>")
     if checks:
