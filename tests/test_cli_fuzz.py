@@ -354,22 +354,38 @@ def _run_case(case: Case, models: dict[str, Path], root: Path) -> None:
     assert _snapshot(folder) == before, f"files changed by {shown}"
 
 
-def _fuzz(models: dict[str, Path], root: Path, n_cases: int) -> None:
+def _fuzz(models: dict[str, Path], root: Path, n_cases: int) -> list[Case]:
+    """Run ``n_cases`` generated cases (each asserts the contract in :func:`_run_case`) and
+    return them, so the caller can check what was covered."""
     _MODELS.update(models)
+    ran: list[Case] = []
 
     @settings(max_examples=n_cases, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(case=_cases())
     def run(case: Case) -> None:
         _run_case(case, models, root)
+        ran.append(case)
 
     run()
+    return ran
+
+
+def _assert_covered(ran: list[Case], n_cases: int) -> None:
+    """Every case ran its assertions, and the cases reached every command and every kind of
+    corrupted input (a strategy that silently stopped producing one would otherwise go unseen)."""
+    assert len(ran) == n_cases
+    assert {case.command for case in ran} == set(BASE)
+    corrupted = {case.option for case in ran}
+    assert {"--out", "--data", "--ckpt", "--target"} <= corrupted
+    assert len(corrupted - {"--out", "--data", "--ckpt", "--target"}) >= 20  # plain options
 
 
 def test_malformed_input_gives_one_line_and_exit_2(models, tmp_path):
-    _fuzz(models, tmp_path, n_cases=int(os.environ.get("MEASUREFLOW_FUZZ_CASES", "500")))
+    n_cases = int(os.environ.get("MEASUREFLOW_FUZZ_CASES", "500"))
+    _assert_covered(_fuzz(models, tmp_path, n_cases), n_cases)
 
 
 @pytest.mark.slow
 def test_malformed_input_gives_one_line_and_exit_2_long(models, tmp_path):
-    _fuzz(models, tmp_path, n_cases=5000)
+    _assert_covered(_fuzz(models, tmp_path, n_cases=5000), 5000)

@@ -2,7 +2,7 @@
 
 A crash or an error half-way never leaves a truncated file under the final name. A process killed
 mid-write (SIGKILL, power loss) can leave its temporary file behind; the temporary files are
-named ``.NAME.measureflow-tmp-XXXXXXXX.SUFFIX`` (:data:`TEMPORARY_MARKER`), a pattern nothing
+named ``.NAME.measureflow-tmp-<8 random characters>.SUFFIX`` (:data:`TEMPORARY_MARKER`), a pattern nothing
 else uses, so :func:`remove_stale_temporaries` can delete them at the start of the next run in
 that folder without touching anything else.
 """
@@ -26,7 +26,7 @@ __all__ = ["TEMPORARY_MARKER", "atomic_path", "atomic_write_json", "atomic_write
 
 TEMPORARY_MARKER = ".measureflow-tmp-"
 # mkstemp's random part: 8 characters of [a-z0-9_]. The current pattern, and the one of earlier
-# versions (".NAME.XXXXXXXX.tmp.SUFFIX"), both anchored on NAME's own suffix.
+# versions (".NAME.<8 random characters>.tmp.SUFFIX"), both anchored on NAME's own suffix.
 _TEMPORARY = re.compile(
     r"^\.(?P<name>.+)" + re.escape(TEMPORARY_MARKER) + r"[a-z0-9_]{8}(?P<suffix>(\.[^.]*)?)$")
 _LEGACY_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(\.[^.]*)?)$")
