@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_gan.py
 	$(PY) benchmarks/bench_nets.py
 	$(PY) benchmarks/bench_infinite_langevin.py
+	$(PY) benchmarks/bench_inference.py --only sims,npe
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"

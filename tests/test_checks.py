@@ -20,13 +20,14 @@ CHECK_NAMES = [
     "kantorovich-duality", "w2-sample-rate", "distance-geometry", "de-bruijn", "lsi-decay",
     "particles-vs-pde", "wgf-descent", "benamou-brenier", "simplex-methods", "flows-to-mixture",
     "ou-forgets", "reverse-exact-score", "learned-score-toys", "diffusion-digits",
-    "change-of-variables", "ebm-mixture", "optimal-discriminator", "fgan-bound", "vanishing-gradients",
+    "change-of-variables", "ebm-mixture", "optimal-discriminator", "discriminator-ratio",
+    "fgan-bound", "vanishing-gradients",
     "mode-coverage",
     "gan-stability", "ntk-concentration", "ntk-linear-convergence", "lazy-vs-active", "spectral-bias",
     "implicit-bias", "landscape", "averaged-sgd", "infinite-langevin-stability",
     "infinite-langevin-posterior",
     "infinite-langevin-ergodicity", "langevin-excess-risk", "mean-field-langevin", "noise-smooths",
-    "bayes-classifier",
+    "bayes-classifier", "lfvi-consistency", "lotka-volterra-posteriors",
 ]
 
 

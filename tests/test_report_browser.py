@@ -1,6 +1,6 @@
 """The HTML report in a real browser: Debian's chromium, headless, driven by Playwright.
 
-Running all 40 checks takes far too long for the suite, so the report is built from synthetic
+Running all the checks takes far too long for the suite, so the report is built from synthetic
 ``result.json`` files: one per registered check, with the registry's real names and one-line
 titles, claims as long as the real ones (with ``$...$`` math), long predicted/measured strings,
 and a small real PNG (8-bit RGB, encoded here with zlib: matplotlib would cost seconds). One
@@ -167,7 +167,7 @@ def test_report_in_chromium(tmp_path):
     assert layout["scroll"] == [0, 0] and layout["window"] == [1280, 800]
     assert layout["page_width"] <= 1280, "the page scrolls sideways"
     # The summary: one row per check, wholly inside the first screen.
-    assert layout["rows"] == len(names) == 40
+    assert layout["rows"] == len(names) == len(mf.checks.CHECKS)
     table = layout["table"]
     assert table["top"] >= 0 and table["left"] >= 0
     assert table["bottom"] <= 800 and table["right"] <= 1280, f"summary table at {table}"

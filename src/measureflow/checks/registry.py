@@ -10,6 +10,7 @@ from measureflow.checks import (
     change_of_variables,
     de_bruijn,
     diffusion_digits,
+    discriminator_ratio,
     distance_geometry,
     ebm_mixture,
     fgan_bound,
@@ -25,6 +26,8 @@ from measureflow.checks import (
     langevin_stationary,
     lazy_vs_active,
     learned_score_toys,
+    lfvi_consistency,
+    lotka_volterra_posteriors,
     lsi_decay,
     mean_field_langevin,
     mmd_unbiased,
@@ -172,6 +175,12 @@ CHECKS: dict[str, CheckSpec] = {
         "and its value 2 JS - log 4 (quadrature)",
         optimal_discriminator.run,
     ),
+    "discriminator-ratio": CheckSpec(
+        "discriminator-ratio",
+        "a trained discriminator's logit estimates log p/q; with a well-specified quadratic critic the L2 "
+        "error falls like sqrt(C/n), C the sandwich constant (two Gaussians; a joint vs its marginals)",
+        discriminator_ratio.run,
+    ),
     "fgan-bound": CheckSpec(
         "fgan-bound",
         "trained f-GAN critics' variational bounds (KL, reverse KL, JS, Pearson, Hellinger) approach "
@@ -277,5 +286,17 @@ CHECKS: dict[str, CheckSpec] = {
         "strong low noise: Langevin on an infinite-width network finds the Bayes classifier, failing "
         "less often as beta and n grow (Suzuki 2020)",
         bayes_classifier.run,
+    ),
+    "lfvi-consistency": CheckSpec(
+        "lfvi-consistency",
+        "likelihood-free VI (generator vs a log-ratio discriminator) recovers a closed-form Gaussian "
+        "posterior; C2ST falls toward 1/2 as the simulation budget grows",
+        lfvi_consistency.run,
+    ),
+    "lotka-volterra-posteriors": CheckSpec(
+        "lotka-volterra-posteriors",
+        "Lotka-Volterra: generative-model posteriors (NPE, diffusion, LFVI, MMD) approach the MALA "
+        "reference as the budget grows and beat rejection ABC at equal budget",
+        lotka_volterra_posteriors.run,
     ),
 }

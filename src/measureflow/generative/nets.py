@@ -97,20 +97,26 @@ class MLPScore(nn.Module):
     input of every hidden layer, so each layer is conditioned on t. W_out starts at zero.
     About (depth + 1) * hidden^2 parameters (335k for the defaults with dim = 2).
 
+    With ``context_dim > 0`` the network is conditional, eps(x, t, y) for a context y ``(n,
+    context_dim)`` (e.g. an observation, for a posterior p(x | y)): e = SiLU(W_e Emb(time_scale t) +
+    W_y y), so the context shifts every layer as the time does.
+
     >>> net = MLPScore(2, hidden=32, depth=2)
     >>> net(torch.zeros(5, 2), torch.rand(5)).shape
     torch.Size([5, 2])
     """
 
     def __init__(self, dim: int, hidden: int = 256, depth: int = 4, time_dim: int = 64,
-                 time_scale: float = 1000.0) -> None:
+                 time_scale: float = 1000.0, context_dim: int = 0) -> None:
         super().__init__()
         self.dim = check_count(dim, "dim")
+        self.context_dim = check_count(context_dim, "context_dim", minimum=0)
         self.hidden = check_count(hidden, "hidden")
         self.depth = check_count(depth, "depth")
         self.time_scale = _check_scale(time_scale, "time_scale")
         self.embedding = SinusoidalEmbedding(time_dim)
         self.time_layer = nn.Linear(time_dim, time_dim)
+        self.context_layer = nn.Linear(self.context_dim, time_dim, bias=False) if self.context_dim else None
         self.shifts = nn.Linear(time_dim, self.depth * self.hidden)
         self.input = nn.Linear(self.dim, self.hidden)
         self.layers = nn.ModuleList(nn.Linear(self.hidden, self.hidden) for _ in range(self.depth))
@@ -118,12 +124,21 @@ class MLPScore(nn.Module):
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (n, {self.dim}), got {shape}")
         t = _check_times(t, x.shape[0], x)
-        features = F.silu(self.time_layer(self.embedding(t * self.time_scale)))
+        pre = self.time_layer(self.embedding(t * self.time_scale))
+        if self.context_layer is not None:
+            if context is None or context.shape != (x.shape[0], self.context_dim):
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"this network is conditional: context must have shape ({x.shape[0]}, "
+                                 f"{self.context_dim}), got {got}")
+            pre = pre + self.context_layer(context)
+        elif context is not None:
+            raise ValueError("this network takes no context (built with context_dim=0)")
+        features = F.silu(pre)
         shifts = self.shifts(features).chunk(self.depth, dim=1)
         h = self.input(x)
         for layer, shift in zip(self.layers, shifts, strict=True):

@@ -157,6 +157,9 @@ class EMA:
 class TrainTask(abc.ABC):
     """What :func:`train` trains: one optimization step and the state a checkpoint must hold.
 
+    A task may set an attribute ``stop_requested = True`` (e.g. early stopping on a held-out
+    loss): the loop then ends after that step, as if it were the last.
+
     ``step`` must draw all its randomness from the generator it is given (so that a resumed
     run is exact) and return a non-empty dict of 0-dim tensors (e.g. ``{"loss": loss.detach()}``),
     the same keys every step; returning tensors, not floats, lets the loop avoid a device
@@ -789,10 +792,12 @@ def train(
                 in_step = True
                 recorder.add(task.step(next(batches), generator), step + 1)
                 completed = step + 1
-                if completed % log_every == 0 or completed == n_steps:
+                # Early stopping: a task that sets stop_requested ends the run after this step.
+                stop = bool(getattr(task, "stop_requested", False))
+                if completed % log_every == 0 or completed == n_steps or stop:
                     means = recorder.flush(completed)
                     bar.set_postfix({key: f"{value:.4g}" for key, value in means.items()}, refresh=False)
-                if checkpointer is not None and checkpointer.due(completed, n_steps):
+                if checkpointer is not None and (checkpointer.due(completed, n_steps) or stop):
                     checkpointer.save(completed)
                 bar_pending += 1
                 if bar_pending >= bar_every:
@@ -802,6 +807,8 @@ def train(
                 if signals is not None and signals.received is not None:
                     checkpointer.save(completed, callback=False)
                     signals.deliver()
+                if stop:
+                    break
     except KeyboardInterrupt:
         # Only between steps is the task's state that of a completed step; mid-step we keep the
         # last periodic checkpoint rather than save a half-updated model.

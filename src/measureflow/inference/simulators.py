@@ -19,6 +19,7 @@ failed". Outputs are float64 (the ODE needs it); pass ``theta`` in any float dty
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -118,6 +119,13 @@ class Simulator(abc.ABC):
     parameter_names: tuple[str, ...]
     observation_dim: int
     has_likelihood: bool = False
+    #: "real", "positive" or "nonnegative": where observations live (checked on user input).
+    observation_support: str = "real"
+
+    def observation_features(self, y: Tensor) -> Tensor:
+        """The coordinates neural methods see for an observation ``(n, d_y)``: ``y`` itself here;
+        simulators with positive data override it (``log y``)."""
+        return y
 
     @property
     def parameter_dim(self) -> int:
@@ -169,8 +177,12 @@ def _lv_log_rhs(theta: Tensor):
 def _max_norm(tensor: Tensor) -> Tensor:
     """Error norm over the whole batch: the max of |error / tolerance| over every row and component,
     so each row is held to the tolerance on its own (the default RMS would average a hard row's error
-    with the easy rows' and let it through)."""
-    return tensor.abs().max()
+    with the easy rows' and let it through).
+
+    Detached: the step-size control is not differentiated, so a gradient through the solve is that
+    of the discrete solution on the steps taken (consistent with the values returned), and a row's
+    gradient does not depend on the other rows of its batch."""
+    return tensor.abs().max().detach()
 
 
 class LotkaVolterra(Simulator):
@@ -206,11 +218,28 @@ class LotkaVolterra(Simulator):
     ``e^60`` (about 1e26, far above the clamp) counts as failed at once.
     Rows with a non-finite solution are NaN rows too. Every other row is valid. ``failure_count``
     (failed rows of the last call) is kept for diagnostics.
+
+    Gradients. When ``theta`` requires grad (MCMC's energy), ``solve`` and ``log_likelihood`` are
+    differentiable in it: autograd runs back through the solver's steps (discretize-then-
+    differentiate). The step-size control is not differentiated (:func:`_max_norm` is detached), so
+    the gradient is exactly that of the discrete solution returned, and a row's gradient does not
+    depend on the other rows of its batch; a failed row's gradient is NaN or zero (callers mask it:
+    MCMC gives it energy +inf). Otherwise the solve runs under ``no_grad``, as before. Why not
+    ``torchdiffeq.odeint_adjoint``: measured on 32 rows near the posterior (forward + backward of
+    the log-likelihood, 1 thread, 2-core EPYC): forward alone 0.28 s, backprop through the solver
+    0.59 s, adjoint 3.6 s (``adjoint_options={"norm": "seminorm"}``) or 5.3 s (default norm): the
+    adjoint's backward ODE solve of the augmented 2 + 2 + 4-dimensional state at tol 1e-8 costs far
+    more than keeping the forward graph (a few hundred steps of (n, 2) tensors: small memory). The
+    two gradients agree to 4e-6 relative (the adjoint's own solve error); with the step-size control
+    differentiated too they would agree with ours to 2e-9. The cost is mostly per solver step, so
+    it grows slowly with the batch (single runs on a loaded machine: 1.5 s for 32 and 128 rows,
+    1.7 s for 512, 2.7 s for 2,048; about 150 steps each near the posterior).
     """
 
     parameter_names = ("alpha", "beta", "gamma", "delta")
     observation_dim = 20
     has_likelihood = True
+    observation_support = "positive"
     log_mean = (-0.125, -3.0, -0.125, -3.0)
     log_scale = 0.5
     noise_scale = 0.1
@@ -223,6 +252,10 @@ class LotkaVolterra(Simulator):
         self.prior = LogNormalPrior(self.log_mean, self.log_scale)
         self.times = torch.arange(10, dtype=torch.float64) * 2.1
         self.failure_count = 0
+
+    def observation_features(self, y: Tensor) -> Tensor:
+        """``log y``: the noise is Gaussian in these coordinates and the populations span decades."""
+        return torch.log(y)
 
     # -- the ODE ------------------------------------------------------------------------------------
     def _solve_batch(self, theta: Tensor) -> Tensor:
@@ -239,8 +272,11 @@ class LotkaVolterra(Simulator):
         return torch.exp(log_path).permute(1, 2, 0)  # (n, 2, T)
 
     def _solve_or_split(self, theta: Tensor) -> Tensor:
+        # The graph through the solver's steps is built only when a gradient is wanted (MCMC's
+        # energy); simulation never pays for it.
+        wants_grad = theta.requires_grad and torch.is_grad_enabled()
         try:
-            with torch.no_grad():
+            with contextlib.nullcontext() if wants_grad else torch.no_grad():
                 path = self._solve_batch(theta)
         except (AssertionError, RuntimeError):  # torchdiffeq signals dt underflow / step limit so
             if theta.shape[0] == 1:
@@ -252,8 +288,8 @@ class LotkaVolterra(Simulator):
             return torch.cat((self._solve_or_split(theta[:half]), self._solve_or_split(theta[half:])))
         bad = ~torch.isfinite(path).flatten(1).all(-1)
         self.failure_count += int(bad.sum())
-        path[bad] = math.nan
-        return path
+        # Out of place: autograd saved exp's output for the backward pass.
+        return torch.where(bad[:, None, None], torch.full_like(path, math.nan), path)
 
     def solve(self, theta: Tensor) -> Tensor:
         """The ODE solution ``(x(t_k), y(t_k))`` flattened to ``(n, 20)``, unclamped; NaN rows for
@@ -318,6 +354,7 @@ class StochasticLotkaVolterra(Simulator):
     parameter_names = LotkaVolterra.parameter_names
     observation_dim = 20
     has_likelihood = False
+    observation_support = "nonnegative"
     initial_state = (30.0, 1.0)
 
     def __init__(self, *, sigma: float = math.sqrt(10.0), dt: float = 0.01) -> None:
@@ -329,6 +366,10 @@ class StochasticLotkaVolterra(Simulator):
         self.steps_per_obs = round(steps_per_obs)
         self.prior = LogNormalPrior(LotkaVolterra.log_mean, LotkaVolterra.log_scale)
         self.times = torch.arange(10, dtype=torch.float64) * 2.1
+
+    def observation_features(self, y: Tensor) -> Tensor:
+        """``log(1 + y)``: populations span decades, and reflection at zero can give exact zeros."""
+        return torch.log1p(y)
 
     def simulate(self, theta: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Euler-Maruyama paths at the 10 observation times: ``(n, 20)``. All ``n`` rows advance

@@ -48,11 +48,11 @@ th { background: #f3f3f3; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 .PASS { color: #186a1f; font-weight: bold; }
 .FAIL, .ERROR { color: #b00020; font-weight: bold; }
-/* The summary: one short row per check, so that 40 checks and every verdict fit a 1280 x 800
-   window; each cell is cut with an ellipsis and carries its full text as a tooltip. */
-table.summary { table-layout: fixed; width: 100%; font-size: 12px; line-height: 15px;
+/* The summary: one short row per check (14 px), so that 50 checks and every verdict fit a
+   1280 x 800 window; each cell is cut with an ellipsis and carries its full text as a tooltip. */
+table.summary { table-layout: fixed; width: 100%; font-size: 11.5px; line-height: 13px;
                 margin: 0.3em 0; }
-table.summary th, table.summary td { padding: 1px 5px; border-width: 0 0 1px 0;
+table.summary th, table.summary td { padding: 0 5px; border-width: 0 0 1px 0;
                                      white-space: nowrap; overflow: hidden;
                                      text-overflow: ellipsis; }
 table.summary tbody tr:nth-child(even) { background: #fafafa; }
