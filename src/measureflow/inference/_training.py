@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from measureflow._core import check_count, check_positive
-from measureflow.generative.train import TrainTask
+from measureflow._core import check_count, check_positive, make_generator
+from measureflow.generative.train import TrainHistory, TrainTask, train
 from measureflow.inference.base import (
     Standardizer,
     check_budget,
@@ -32,7 +32,7 @@ from measureflow.inference.base import (
 )
 from measureflow.inference.simulators import Simulator
 
-__all__ = ["BestOnValidation", "LossTask", "TrainingSet", "default_steps", "training_set"]
+__all__ = ["BestOnValidation", "LossTask", "TrainingSet", "default_steps", "fit", "training_set"]
 
 
 @dataclass
@@ -99,6 +99,15 @@ def training_set(simulator: Simulator, observation: Tensor, budget: int, generat
                        context=context.to(device=device, dtype=torch.float32), parameters=parameters,
                        features=features, p=int(u.shape[1]),
                        k=int(c.shape[1]), n_simulations=budget, n_valid=n_valid)
+
+
+def fit(task: TrainTask, data: TrainingSet, *, n_steps: int, batch_size: int,
+        generator: torch.Generator | None, progress: bool, description: str) -> TrainHistory:
+    """Run ``task`` on the shared loop over ``data.train`` (batches of at most the training size);
+    ``generator=None`` draws a fresh seed, as everywhere else (the loop itself needs a generator)."""
+    generator = generator if generator is not None else make_generator(None)
+    return train(task, data.train, n_steps=n_steps, batch_size=min(batch_size, data.train.shape[0]),
+                 generator=generator, progress=progress, description=description)
 
 
 def default_steps(budget: int, batch_size: int, *, epochs: float, minimum: int, maximum: int) -> int:

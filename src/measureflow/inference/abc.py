@@ -51,10 +51,11 @@ from measureflow.inference.base import (
     check_budget,
     check_observation,
     from_unconstrained,
+    log_prior_unconstrained,
     simulate_budget,
     to_unconstrained,
 )
-from measureflow.inference.simulators import LogNormalPrior, Simulator
+from measureflow.inference.simulators import Simulator
 
 __all__ = ["rejection_abc", "smc_abc"]
 
@@ -261,15 +262,6 @@ def rejection_abc(
 # SMC-ABC
 
 
-def _log_prior_unconstrained(simulator: Simulator, u: Tensor) -> Tensor:
-    """Prior log density of ``u = to_unconstrained(theta)`` ``(n, p)``: ``log p(theta) + log|dtheta/du|``,
-    i.e. ``log p(exp u) + sum_i u_i`` for a log-normal prior, ``log p(theta)`` otherwise."""
-    log_prob = simulator.prior.log_prob(from_unconstrained(simulator, u))
-    if isinstance(simulator.prior, LogNormalPrior):
-        log_prob = log_prob + u.sum(-1)
-    return log_prob
-
-
 def _kernel_cholesky(u: Tensor, log_w: Tensor) -> Tensor:
     """Cholesky factor of ``2 * Cov_w(u)``, the weighted covariance of the particles ``u`` ``(n, p)``
     (Beaumont et al. 2009's optimal random-walk scale); a jitter is added if it is singular."""
@@ -446,7 +438,7 @@ def smc_abc(
             n_failed += int((~ok).sum())
             u_new, rho_new = u_new[ok], distance(features[ok])
             acceptance.append(float((rho_new <= tolerances[-1]).sum()) / m)
-            log_w_new = _log_prior_unconstrained(simulator, u_new) - _log_kernel_mixture(
+            log_w_new = log_prior_unconstrained(simulator, u_new) - _log_kernel_mixture(
                 u_new, u, log_w, chol, device_t)
             pooled_u, pooled_rho = torch.cat((u, u_new)), torch.cat((rho, rho_new))
             pooled_log_w = torch.cat((log_w, log_w_new))

@@ -41,6 +41,7 @@ __all__ = [
     "check_observation",
     "check_output_finite",
     "from_unconstrained",
+    "log_prior_unconstrained",
     "simulate_budget",
     "to_unconstrained",
 ]
@@ -140,6 +141,15 @@ def to_unconstrained(simulator: Simulator, theta: Tensor) -> Tensor:
 def from_unconstrained(simulator: Simulator, u: Tensor) -> Tensor:
     """The inverse of :func:`to_unconstrained`."""
     return torch.exp(u) if isinstance(simulator.prior, LogNormalPrior) else u
+
+
+def log_prior_unconstrained(simulator: Simulator, u: Tensor) -> Tensor:
+    """Prior log density of ``u = to_unconstrained(theta)`` ``(n, p)``: ``log p(theta) + log|dtheta/du|``,
+    i.e. ``log p(exp u) + sum_i u_i`` for a log-normal prior, ``log p(theta)`` otherwise."""
+    log_prob = simulator.prior.log_prob(from_unconstrained(simulator, u))
+    if isinstance(simulator.prior, LogNormalPrior):
+        log_prob = log_prob + u.sum(-1)
+    return log_prob
 
 
 def simulate_budget(simulator: Simulator, budget: int, generator: torch.Generator | None = None, *,

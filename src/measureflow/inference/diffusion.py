@@ -29,12 +29,12 @@ from measureflow.generative.diffusion.losses import dsm_loss
 from measureflow.generative.diffusion.sampling import reverse_process
 from measureflow.generative.diffusion.sde import VPSDE, broadcast_time
 from measureflow.generative.nets import MLPScore
-from measureflow.generative.train import train
 from measureflow.inference._training import (
     BestOnValidation,
     LossTask,
     TrainingSet,
     default_steps,
+    fit,
     training_set,
 )
 from measureflow.inference.base import PosteriorResult, Timer, check_output_finite
@@ -104,9 +104,8 @@ def diffusion_posterior(simulator: Simulator, observation: Any, budget: int, *, 
 
     best = BestOnValidation(net, validation_loss, every=max(n_steps // 40, 25))
     task = LossTask(net, loss, n_steps=n_steps, learning_rate=learning_rate, after_step=best)
-    train_generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    train(task, data.train, n_steps=n_steps, batch_size=min(batch_size, data.train.shape[0]),
-          generator=train_generator, progress=progress, description="diffusion")
+    fit(task, data, n_steps=n_steps, batch_size=batch_size, generator=generator, progress=progress,
+        description="diffusion")
     posterior = DiffusionPosterior(best.restore(), sde, data, sampler=sampler, sampler_steps=sampler_steps)
     theta = posterior.sample(data.observation, n_samples, generator)
     return PosteriorResult(theta=theta, observation=data.observation, method="diffusion",

@@ -41,8 +41,8 @@ from measureflow._core import check_count, check_positive, seeded_build
 from measureflow.generative.gan.divergences import log_density_ratio
 from measureflow.generative.gan.nets import Critic
 from measureflow.generative.gan.objectives import F_LOSS_ROWS, FGAN, mmd2_loss
-from measureflow.generative.train import TrainTask, train
-from measureflow.inference._training import LossTask, TrainingSet, default_steps, training_set
+from measureflow.generative.train import TrainTask
+from measureflow.inference._training import LossTask, TrainingSet, default_steps, fit, training_set
 from measureflow.inference.base import PosteriorResult, Timer, check_output_finite
 from measureflow.inference.simulators import Simulator
 
@@ -187,9 +187,8 @@ def lfvi(simulator: Simulator, observation: Any, budget: int, *, n_samples: int 
     task = _LFVITask(net, critic, data, objective, critic_steps=critic_steps, n_steps=n_steps,
                      learning_rate=check_positive(learning_rate, "learning_rate"),
                      critic_learning_rate=check_positive(critic_learning_rate, "critic_learning_rate"))
-    train_generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    history = train(task, data.train, n_steps=n_steps, batch_size=min(batch_size, data.train.shape[0]),
-                    generator=train_generator, progress=progress, description="lfvi")
+    history = fit(task, data, n_steps=n_steps, batch_size=batch_size, generator=generator,
+                  progress=progress, description="lfvi")
     details = {"loss": loss, "n_steps": n_steps, "critic_steps": critic_steps,
                "final_kl_estimate": float(history.losses["kl"][-1]),
                "final_critic_loss": float(history.losses["critic"][-1])}
@@ -237,9 +236,8 @@ def mmd_posterior(simulator: Simulator, observation: Any, budget: int, *, n_samp
         return mmd2_loss(torch.cat([u, weight * c], 1), torch.cat([fake, weight * c], 1), bandwidths)
 
     task = LossTask(net, loss, n_steps=n_steps, learning_rate=learning_rate)
-    train_generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    history = train(task, data.train, n_steps=n_steps, batch_size=min(batch_size, data.train.shape[0]),
-                    generator=train_generator, progress=progress, description="mmd")
+    history = fit(task, data, n_steps=n_steps, batch_size=batch_size, generator=generator,
+                  progress=progress, description="mmd")
     details = {"n_steps": n_steps, "bandwidths": bandwidths, "context_weight": weight,
                "final_mmd2": float(history.losses["loss"][-1])}
     return _result("mmd", GeneratorPosterior(copy.deepcopy(net), data, "MMD"), data, n_samples, generator,

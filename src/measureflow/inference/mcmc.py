@@ -67,6 +67,7 @@ from measureflow.inference.base import (
     check_budget,
     check_observation,
     from_unconstrained,
+    log_prior_unconstrained,
     to_unconstrained,
 )
 from measureflow.inference.simulators import LogNormalPrior, NormalPrior, Simulator
@@ -132,9 +133,8 @@ class _Energy:
         self.n_evaluations += int(index.numel())
         if z.requires_grad and torch.is_grad_enabled():
             self.n_gradients += int(index.numel())
-        log_post = self.simulator.prior.log_prob(rows) + self.simulator.log_likelihood(rows, self.y)
-        if self.log_normal:
-            log_post = log_post + u[index].sum(-1)  # log |d theta / du| = sum_i u_i
+        log_post = (log_prior_unconstrained(self.simulator, u[index])
+                    + self.simulator.log_likelihood(rows, self.y))
         energy = torch.where(torch.isnan(log_post), torch.full_like(log_post, math.inf), -log_post)
         full = torch.full(z.shape[:1], math.inf, dtype=z.dtype, device=z.device)
         return full.index_put((index,), energy)

@@ -26,12 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from measureflow._core import check_count, seeded_build
-from measureflow.generative.train import train
 from measureflow.inference._training import (
     BestOnValidation,
     LossTask,
     TrainingSet,
     default_steps,
+    fit,
     training_set,
 )
 from measureflow.inference.base import PosteriorResult, Timer, check_output_finite
@@ -108,9 +108,8 @@ def npe(simulator: Simulator, observation: Any, budget: int, *, n_samples: int =
     best = BestOnValidation(flow, lambda: nll(data.validation), every=min(max(epoch, 10), 100),
                             patience=patience)
     task = LossTask(flow, nll, n_steps=n_steps, learning_rate=learning_rate, after_step=best)
-    train_generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    history = train(task, data.train, n_steps=n_steps, batch_size=min(batch_size, data.train.shape[0]),
-                    generator=train_generator, progress=progress, description="npe")
+    history = fit(task, data, n_steps=n_steps, batch_size=batch_size, generator=generator, progress=progress,
+                  description="npe")
     posterior = NPEPosterior(best.restore(), data)
     theta = posterior.sample(observation, n_samples, generator)
     return PosteriorResult(
