@@ -27,7 +27,8 @@ CHECK_NAMES = [
     "implicit-bias", "landscape", "averaged-sgd", "infinite-langevin-stability",
     "infinite-langevin-posterior",
     "infinite-langevin-ergodicity", "langevin-excess-risk", "mean-field-langevin", "noise-smooths",
-    "bayes-classifier", "lfvi-consistency", "lotka-volterra-posteriors",
+    "bayes-classifier", "lfvi-consistency", "lotka-volterra-posteriors", "cgnn-identifies",
+    "mmd-fit-asymmetry", "tuebingen",
 ]
 
 

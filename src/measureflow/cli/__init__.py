@@ -26,7 +26,7 @@ import typer
 from typer.core import TyperGroup
 
 from measureflow import __version__
-from measureflow.cli import checks, diffusion, ebm, flow, flow_model, gan, infer, nets, report, sample
+from measureflow.cli import causal, checks, diffusion, ebm, flow, flow_model, gan, infer, nets, report, sample
 from measureflow.cli._common import EXIT_INTERNAL, run_guarded, set_debug
 
 __all__ = ["EXIT_INTERNAL", "app", "main"]
@@ -83,6 +83,7 @@ app.command("check")(checks.check)
 app.command("demo")(checks.demo)
 app.command("report")(report.report)
 app.command("infer")(infer.infer_command)
+app.command("causal")(causal.causal_command)
 app.add_typer(diffusion.diffusion_app, name="diffusion")
 app.add_typer(ebm.ebm_app, name="ebm")
 app.add_typer(flow_model.flow_model_app, name="flow-model")

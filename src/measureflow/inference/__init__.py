@@ -1,7 +1,9 @@
 """Simulation-based (likelihood-free) Bayesian inference: simulators, and the methods that turn
 simulations (or a likelihood) into posterior draws. See :mod:`measureflow.inference.api` for the
-table of methods and which are amortized."""
+table of methods and which are amortized; :mod:`measureflow.inference.causal` for causal direction
+between two variables."""
 
+from measureflow.inference import causal
 from measureflow.inference.abc import rejection_abc, smc_abc
 from measureflow.inference.api import (
     METHODS,
@@ -37,6 +39,7 @@ __all__ = [
     "Prior",
     "Simulator",
     "StochasticLotkaVolterra",
+    "causal",
     "diffusion_posterior",
     "infer",
     "lfvi",

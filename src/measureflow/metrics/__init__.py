@@ -7,6 +7,7 @@
 - divergences from samples: ``knn_kl``, ``knn_entropy``, ``js_divergence``, ``c2st``, ``fisher_divergence``,
   ``fisher_divergence_from_samples``, ``kde_score``; closed form ``gaussian_kl``;
 - Stein: ``ksd``, ``ksd_squared``;
+- independence: ``hsic`` and the gamma-approximation HSIC test ``hsic_test``;
 - densities on a grid: ``total_variation_grid``, ``kl_grid``, ``hellinger_grid``,
   ``jensen_shannon_grid``, ``chi2_grid``;
 - chain diagnostics: ``ess``, ``rhat``, ``autocorrelation``, and the rank-normalized ``rhat_rank``,
@@ -41,6 +42,7 @@ from measureflow.metrics.grid import (
     kl_grid,
     total_variation_grid,
 )
+from measureflow.metrics.independence import HSICTestResult, hsic, hsic_test
 from measureflow.metrics.kernels import (
     EnergyKernel,
     GaussianKernel,
@@ -73,6 +75,7 @@ __all__ = [
     "C2STResult",
     "EnergyKernel",
     "GaussianKernel",
+    "HSICTestResult",
     "IMQKernel",
     "KantorovichPotentials",
     "LaplaceKernel",
@@ -92,6 +95,8 @@ __all__ = [
     "gaussian_mmd2",
     "gaussian_w2",
     "hellinger_grid",
+    "hsic",
+    "hsic_test",
     "jensen_shannon_grid",
     "js_divergence",
     "kantorovich_potentials",
