@@ -21,9 +21,10 @@ def _decisions(folder) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_synthetic_pairs_write_decisions_accuracy_and_figures(tmp_path):
+@pytest.mark.parametrize("method", ["reci", "anm"])
+def test_synthetic_pairs_write_decisions_accuracy_and_figures(tmp_path, method):
     out = tmp_path / "run"
-    result = invoke("causal", "--synthetic", "additive", "--method", "reci", *SMALL, "--out", out)
+    result = invoke("causal", "--synthetic", "additive", "--method", method, *SMALL, "--out", out)
     assert result.exit_code == 0, result.stderr
     assert _files(out) == {"decisions.csv", "joints.png", "decision_rate.png", "result.json"}
     rows = _decisions(out)

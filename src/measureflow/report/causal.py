@@ -25,7 +25,7 @@ def joints_figure(names: Sequence[str], data: Sequence[tuple[Tensor, Tensor]], r
     """One row per pair: the standardized data ``(x, y)`` with the decision, and where the method
     generated them (CGNN, Meta-CGNN) the fitted joints (x, f(x, z)) and (g(y, z), y) over the data,
     with their MMD^2."""
-    fitted = all(result.fitted for result in results)
+    fitted = all("xy" in result.fitted and "yx" in result.fitted for result in results)
     n_cols = 3 if fitted else 1
     figure, axes = new_figure(n_cols, len(results), width=3.2, height=2.9)
     axes = np.asarray(axes).reshape(len(results), n_cols)

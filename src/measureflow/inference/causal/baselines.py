@@ -133,8 +133,8 @@ def anm_direction(x: Any, y: Any, *, regressor: str = "gp", max_points: int | No
     hyperparameters by marginal likelihood (scikit-learn; O(n^3)), or ``"kernel-ridge"``, kernel
     ridge regression with bandwidth and penalty by exact leave-one-out error (torch; four
     eigendecompositions, several times faster). Pairs longer than ``max_points`` (``None``: no
-    limit) are subsampled without replacement with ``generator`` (a generator seeded 0 when
-    ``None``, so the decision is deterministic given the data).
+    limit) are subsampled without replacement with ``generator`` (the global RNG when ``None``,
+    as everywhere in measureflow: pass a generator for a reproducible subset).
 
     ``details``: the two p-values, log p-values and HSIC statistics, the number of points used
     and each fit's hyperparameters. ``fitted``: the standardized ``x``, ``y`` and the two fits
@@ -150,8 +150,6 @@ def anm_direction(x: Any, y: Any, *, regressor: str = "gp", max_points: int | No
     if max_points is not None:
         max_points = check_count(max_points, "max_points", minimum=10)
     x, y = check_pair(x, y)
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
     x, y = subsample(x, y, max_points, generator)
     x, y = standardize(x), standardize(y)
     fit = _REGRESSORS[regressor]
