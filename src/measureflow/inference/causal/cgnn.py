@@ -196,13 +196,39 @@ def _training_loss(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, cause: Tensor
     return _MMDToData.apply(cause_d2, effect, generated, bandwidths).sum()
 
 
-def _padded(values: list[Tensor], device: Any, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Rows ``(D, n_max)`` zero-padded, and the lengths ``(D,)``."""
-    lengths = torch.tensor([v.shape[0] for v in values], device=device)
-    out = torch.zeros(len(values), int(lengths.max()), device=device, dtype=dtype)
-    for row, v in enumerate(values):
-        out[row, : v.shape[0]] = v.to(device=device, dtype=dtype)
-    return out, lengths
+def fresh_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator``, or a CPU generator with a seed drawn from the global RNG when ``None``."""
+    if generator is None:
+        return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    return generator
+
+
+def padded_datasets(causes: list[Tensor], effects: list[Tensor],
+                    device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Data sets of different lengths as float32 rows ``(D, n_max)`` (zero-padded) of causes and of
+    effects, and the lengths ``(D,)``."""
+    if not causes or len(effects) != len(causes):
+        raise ValueError(f"causes and effects must be equally long non-empty lists, got {len(causes)} "
+                         f"and {len(effects)}")
+    lengths = torch.tensor([c.shape[0] for c in causes], device=device)
+    cause_rows = torch.zeros(len(causes), int(lengths.max()), device=device)
+    effect_rows = torch.zeros_like(cause_rows)
+    for row, (c, e) in enumerate(zip(causes, effects, strict=True)):
+        cause_rows[row, : c.shape[0]] = c.to(device=device, dtype=torch.float32)
+        effect_rows[row, : e.shape[0]] = e.to(device=device, dtype=torch.float32)
+    return cause_rows, effect_rows, lengths
+
+
+def minibatch(cause_rows: Tensor, effect_rows: Tensor, lengths: Tensor, which: Tensor, m: int,
+              generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """For each data set in ``which`` ``(S,)``, m of its points drawn without replacement: causes
+    and effects ``(S, m)``. Each row takes the m smallest of uniform keys, padded positions getting
+    key 2 (above any uniform key), so only real points are drawn."""
+    keys = torch.rand(which.shape[0], cause_rows.shape[1], generator=generator, device=generator.device)
+    positions = torch.arange(cause_rows.shape[1], device=cause_rows.device)
+    keys = keys.to(cause_rows.device) + (positions[None, :] >= lengths[which, None]) * 2
+    index = keys.topk(m, dim=1, largest=False).indices
+    return cause_rows[which].gather(1, index), effect_rows[which].gather(1, index)
 
 
 def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 8, hidden: int = 20,
@@ -216,10 +242,6 @@ def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 
     fit ``(D, n_restarts)`` (float64, CPU; mean over ``n_eval`` noise draws on all n_d points) and,
     for each data set, the generated effects of its first restart ``(n_d,)`` (for a figure).
     """
-    n_datasets = len(causes)
-    if n_datasets == 0 or len(effects) != n_datasets:
-        raise ValueError(f"causes and effects must be equally long non-empty lists, got {len(causes)} "
-                         f"and {len(effects)}")
     n_restarts = check_count(n_restarts, "n_restarts")
     n_steps = check_count(n_steps, "n_steps")
     batch_size = check_count(batch_size, "batch_size", minimum=2)
@@ -229,12 +251,12 @@ def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 
     if not bandwidths:
         raise ValueError("bandwidths must hold at least one positive number")
     device = torch.device(device)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    generator = fresh_generator(generator)
     gen_device = generator.device
     dtype = torch.float32
-    cause_rows, lengths = _padded(causes, device, dtype)
-    effect_rows, _ = _padded(effects, device, dtype)
+    cause_rows, effect_rows, lengths = padded_datasets(causes, effects, device)
+    n_datasets = len(causes)
+    all_rows = torch.arange(n_datasets, device=device)
     n_models = n_datasets * n_restarts
     model = BatchedGenerators(n_models, hidden, generator=generator, device=device, dtype=dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -242,14 +264,11 @@ def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
     m = int(min(batch_size, int(lengths.min())))
     parameters = (model.w1, model.b1, model.w2, model.b2)
-    # Padded positions get key 2 (> any uniform key), so the m smallest keys are real points.
-    padding = (torch.arange(cause_rows.shape[1], device=device)[None, :] >= lengths[:, None]).to(dtype) * 2
     with progress_bar(n_steps, "cgnn", enabled=progress) as bar:
         for _ in range(n_steps):
-            keys = torch.rand(cause_rows.shape, generator=generator, device=gen_device).to(device) + padding
-            index = keys.topk(m, dim=1, largest=False).indices
-            cause = cause_rows.gather(1, index).repeat_interleave(n_restarts, dim=0)
-            effect = effect_rows.gather(1, index).repeat_interleave(n_restarts, dim=0)
+            cause, effect = minibatch(cause_rows, effect_rows, lengths, all_rows, m, generator)
+            cause = cause.repeat_interleave(n_restarts, dim=0)
+            effect = effect.repeat_interleave(n_restarts, dim=0)
             z = torch.randn(n_models, m, 1, generator=generator, device=gen_device, dtype=dtype).to(device)
             loss = _training_loss(*parameters, cause, effect, z, bandwidths)
             optimizer.zero_grad(set_to_none=True)
@@ -297,8 +316,7 @@ def cgnn_direction(x: Any, y: Any, *, n_restarts: int = 8, hidden: int = 20, n_s
     ``(n, 2)`` standardized, ``xy`` = (x, f(x, z)) and ``yx`` = (g(y, z), y) of the first restarts.
     """
     x, y = check_pair(x, y)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    generator = fresh_generator(generator)
     x, y = subsample(x, y, check_count(max_points, "max_points", minimum=10), generator)
     x, y = standardize(x), standardize(y)
     mmds, samples = cgnn_fits([x, y], [y, x], n_restarts=n_restarts, hidden=hidden, n_steps=n_steps,

@@ -31,8 +31,14 @@ import torch
 from torch import Tensor, nn
 
 from measureflow._core import check_count, check_positive, progress_bar, seeded_build
-from measureflow.inference.causal.base import DirectionResult, direction_of, standardize
-from measureflow.inference.causal.cgnn import DEFAULT_BANDWIDTHS, batched_mmd2
+from measureflow.inference.causal.base import DirectionResult, direction_of, standardize, subsample
+from measureflow.inference.causal.cgnn import (
+    DEFAULT_BANDWIDTHS,
+    batched_mmd2,
+    fresh_generator,
+    minibatch,
+    padded_datasets,
+)
 from measureflow.inference.causal.pairs import MECHANISMS, CausePairs, synthetic_pairs
 
 __all__ = ["MetaCGNN", "meta_cgnn_decide", "meta_training_pairs", "train_meta_cgnn"]
@@ -92,14 +98,6 @@ def meta_training_pairs(n_datasets: int, n_points: int = 500, *, seed: int = 0,
     return causes, effects
 
 
-def _draw_rows(values: Tensor, lengths: Tensor, which: Tensor, m: int, generator: torch.Generator) -> Tensor:
-    """For each data set in ``which``, m of its points without replacement: indices ``(S, m)``."""
-    keys = torch.rand(which.shape[0], values.shape[1], generator=generator, device=generator.device)
-    keys = keys.to(values.device)
-    keys = keys + (torch.arange(values.shape[1], device=values.device)[None, :] >= lengths[which, None]) * 2
-    return keys.topk(m, dim=1, largest=False).indices
-
-
 def train_meta_cgnn(causes: list[Tensor], effects: list[Tensor], *, n_steps: int = 2000,
                     datasets_per_step: int = 16, batch_size: int = 128, hidden: int = 64,
                     context_dim: int = 16, learning_rate: float = 1e-3,
@@ -110,23 +108,14 @@ def train_meta_cgnn(causes: list[Tensor], effects: list[Tensor], *, n_steps: int
     standardized ``(n_i,)``) by the MMD objective of the module docstring, with Adam. Each step
     takes ``datasets_per_step`` data sets at random and ``batch_size`` points of each; the
     embedding of a data set is computed from the same points that are fitted."""
-    if not causes or len(causes) != len(effects):
-        raise ValueError(f"causes and effects must be equally long non-empty lists, got {len(causes)} "
-                         f"and {len(effects)}")
     n_steps = check_count(n_steps, "n_steps")
     datasets_per_step = check_count(datasets_per_step, "datasets_per_step")
     batch_size = check_count(batch_size, "batch_size", minimum=2)
     learning_rate = check_positive(learning_rate, "learning_rate")
     bandwidths = tuple(check_positive(h, "bandwidth") for h in bandwidths)
     device = torch.device(device)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-    lengths = torch.tensor([c.shape[0] for c in causes], device=device)
-    cause_rows = torch.zeros(len(causes), int(lengths.max()), device=device)
-    effect_rows = torch.zeros_like(cause_rows)
-    for i, (c, e) in enumerate(zip(causes, effects, strict=True)):
-        cause_rows[i, : c.shape[0]] = c.to(device=device, dtype=torch.float32)
-        effect_rows[i, : e.shape[0]] = e.to(device=device, dtype=torch.float32)
+    generator = fresh_generator(generator)
+    cause_rows, effect_rows, lengths = padded_datasets(causes, effects, device)
     model = seeded_build(lambda: MetaCGNN(hidden, context_dim), generator).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     m = int(min(batch_size, int(lengths.min())))
@@ -134,9 +123,7 @@ def train_meta_cgnn(causes: list[Tensor], effects: list[Tensor], *, n_steps: int
     with progress_bar(n_steps, "meta-cgnn", enabled=progress) as bar:
         for _ in range(n_steps):
             which = torch.randperm(len(causes), generator=generator, device=generator.device)[:s].to(device)
-            index = _draw_rows(cause_rows, lengths, which, m, generator)
-            cause = cause_rows[which].gather(1, index)
-            effect = effect_rows[which].gather(1, index)
+            cause, effect = minibatch(cause_rows, effect_rows, lengths, which, m, generator)
             z = torch.randn(s, m, 1, generator=generator, device=generator.device).to(device)
             generated = model(cause, z, model.embed(cause, effect))
             loss = batched_mmd2(cause, effect, generated, bandwidths, data_term=False).mean()
@@ -160,15 +147,11 @@ def meta_cgnn_decide(model: MetaCGNN, pairs: CausePairs, *, max_points: int = 50
     max_points = check_count(max_points, "max_points", minimum=10)
     n_eval = check_count(n_eval, "n_eval")
     bandwidths = tuple(check_positive(h, "bandwidth") for h in bandwidths)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    generator = fresh_generator(generator)
     device = next(model.parameters()).device
     results = []
     for x, y in zip(pairs.x, pairs.y, strict=True):
-        n = x.shape[0]
-        if n > max_points:
-            index = torch.randperm(n, generator=generator, device=generator.device)[:max_points].cpu()
-            x, y = x[index], y[index]
+        x, y = subsample(x, y, max_points, generator)
         x = standardize(x).to(device=device, dtype=torch.float32)
         y = standardize(y).to(device=device, dtype=torch.float32)
         # Row 0: hypothesis X -> Y (cause x); row 1: Y -> X (cause y).
