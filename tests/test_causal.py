@@ -213,6 +213,20 @@ def test_batched_fits_do_not_talk_to_each_other():
     assert not torch.equal(first[1], second[1])
 
 
+def test_minibatches_are_without_replacement_and_top_up_short_data_sets():
+    long, short = torch.arange(100.0), torch.arange(100.0, 106.0)
+    cause_rows, effect_rows, lengths = cgnn_module.padded_datasets([long, short], [-long, -short],
+                                                                   torch.device("cpu"), min_width=16)
+    assert cause_rows.shape == (2, 100) and lengths.tolist() == [100, 6]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        cause, effect = cgnn_module.minibatch(cause_rows, effect_rows, lengths, torch.tensor([0, 1]), 16, g)
+        assert torch.equal(effect, -cause)  # rows stay paired
+        assert cause[0].unique().numel() == 16 and set(cause[0].tolist()) <= set(long.tolist())
+        # The short data set: all 6 points, then 10 repeats of them.
+        assert set(cause[1].tolist()) == set(short.tolist())
+
+
 def test_cgnn_finds_a_clear_additive_noise_direction():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(300, generator=g, dtype=torch.float64)

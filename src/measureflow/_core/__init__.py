@@ -1,4 +1,5 @@
-"""Small shared pieces: validation, randomness, progress bars, atomic file writes and figures."""
+"""Small shared pieces: validation, randomness, progress bars, atomic file writes, figures and the
+thread count of a block."""
 
 from measureflow._core.figures import new_figure, save_figure
 from measureflow._core.io import (
@@ -10,6 +11,7 @@ from measureflow._core.io import (
 )
 from measureflow._core.progress import progress_bar
 from measureflow._core.rng import make_generator, randn, seeded_build
+from measureflow._core.threads import torch_threads
 from measureflow._core.validate import (
     as_tensor,
     check_count,
@@ -37,4 +39,5 @@ __all__ = [
     "save_figure",
     "save_npz",
     "seeded_build",
+    "torch_threads",
 ]

@@ -22,8 +22,10 @@ Vectorization. All fits (2 directions x ``n_restarts``, and several pairs at onc
 :func:`cgnn_fits`) are one batched model: weights ``(B, ...)`` used through batched matrix
 products, and one Adam optimizer, whose per-coordinate update makes the batched fits exactly the
 same as separate ones. Each step draws a minibatch of ``batch_size`` points of every data set
-(without replacement); the final MMD of each fit is measured on all points (at most ``max_points``)
-and averaged over ``n_eval`` noise draws.
+(without replacement; a data set shorter than that is taken whole and topped up with random
+repeats, so that a pair's fit does not depend on the lengths of the pairs batched with it); the
+final MMD of each fit is measured on all points (at most ``max_points``) and averaged over
+``n_eval`` noise draws. The loop runs on one CPU thread (:func:`measureflow._core.torch_threads`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from measureflow._core import check_count, check_positive, progress_bar
+from measureflow._core import check_count, check_positive, progress_bar, torch_threads
 from measureflow.inference.causal.base import (
     DirectionResult,
     check_pair,
@@ -203,30 +205,37 @@ def fresh_generator(generator: torch.Generator | None) -> torch.Generator:
     return generator
 
 
-def padded_datasets(causes: list[Tensor], effects: list[Tensor],
-                    device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Data sets of different lengths as float32 rows ``(D, n_max)`` (zero-padded) of causes and of
-    effects, and the lengths ``(D,)``."""
+def padded_datasets(causes: list[Tensor], effects: list[Tensor], device: torch.device,
+                    min_width: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Data sets of different lengths as float32 rows ``(D, width)`` of causes and of effects, each
+    row its data set repeated end to end (width = the longest length, at least ``min_width``), and
+    the lengths ``(D,)``: :func:`minibatch` draws a short data set's repeats after all its points."""
     if not causes or len(effects) != len(causes):
         raise ValueError(f"causes and effects must be equally long non-empty lists, got {len(causes)} "
                          f"and {len(effects)}")
     lengths = torch.tensor([c.shape[0] for c in causes], device=device)
-    cause_rows = torch.zeros(len(causes), int(lengths.max()), device=device)
+    width = max(int(lengths.max()), min_width)
+    cause_rows = torch.zeros(len(causes), width, device=device)
     effect_rows = torch.zeros_like(cause_rows)
     for row, (c, e) in enumerate(zip(causes, effects, strict=True)):
-        cause_rows[row, : c.shape[0]] = c.to(device=device, dtype=torch.float32)
-        effect_rows[row, : e.shape[0]] = e.to(device=device, dtype=torch.float32)
+        repeats = -(-width // c.shape[0])
+        cause_rows[row] = c.to(device=device, dtype=torch.float32).repeat(repeats)[:width]
+        effect_rows[row] = e.to(device=device, dtype=torch.float32).repeat(repeats)[:width]
     return cause_rows, effect_rows, lengths
 
 
 def minibatch(cause_rows: Tensor, effect_rows: Tensor, lengths: Tensor, which: Tensor, m: int,
               generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """For each data set in ``which`` ``(S,)``, m of its points drawn without replacement: causes
-    and effects ``(S, m)``. Each row takes the m smallest of uniform keys, padded positions getting
-    key 2 (above any uniform key), so only real points are drawn."""
+    """For each data set in ``which`` ``(S,)``, m of its points: causes and effects ``(S, m)``.
+
+    Each row takes the m smallest of uniform keys, the repeats beyond a data set's length getting
+    keys raised by 1: a data set of at least m points gives m distinct points (without
+    replacement), a shorter one all its points and then random repeats. So every data set is fitted
+    on minibatches of the same size m whatever the lengths of the others in the batch.
+    """
     keys = torch.rand(which.shape[0], cause_rows.shape[1], generator=generator, device=generator.device)
     positions = torch.arange(cause_rows.shape[1], device=cause_rows.device)
-    keys = keys.to(cause_rows.device) + (positions[None, :] >= lengths[which, None]) * 2
+    keys = keys.to(cause_rows.device) + (positions[None, :] >= lengths[which, None])
     index = keys.topk(m, dim=1, largest=False).indices
     return cause_rows[which].gather(1, index), effect_rows[which].gather(1, index)
 
@@ -254,7 +263,7 @@ def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 
     generator = fresh_generator(generator)
     gen_device = generator.device
     dtype = torch.float32
-    cause_rows, effect_rows, lengths = padded_datasets(causes, effects, device)
+    cause_rows, effect_rows, lengths = padded_datasets(causes, effects, device, min_width=batch_size)
     n_datasets = len(causes)
     all_rows = torch.arange(n_datasets, device=device)
     n_models = n_datasets * n_restarts
@@ -262,9 +271,10 @@ def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     # Cosine decay to 0: large steps early, and a final fit not blurred by the step's noise.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
-    m = int(min(batch_size, int(lengths.min())))
+    m = batch_size
     parameters = (model.w1, model.b1, model.w2, model.b2)
-    with progress_bar(n_steps, "cgnn", enabled=progress) as bar:
+    # One thread: small operations in a long loop (see torch_threads: 3x faster on a busy machine).
+    with torch_threads(1, device), progress_bar(n_steps, "cgnn", enabled=progress) as bar:
         for _ in range(n_steps):
             cause, effect = minibatch(cause_rows, effect_rows, lengths, all_rows, m, generator)
             cause = cause.repeat_interleave(n_restarts, dim=0)
@@ -279,7 +289,8 @@ def cgnn_fits(causes: list[Tensor], effects: list[Tensor], *, n_restarts: int = 
             bar.update(1)
     if not bool(torch.isfinite(loss)):
         raise FloatingPointError("CGNN training produced a non-finite MMD; lower learning_rate")
-    return _evaluate(model, causes, effects, n_restarts, n_eval, bandwidths, generator, device, dtype)
+    with torch_threads(1, device):
+        return _evaluate(model, causes, effects, n_restarts, n_eval, bandwidths, generator, device, dtype)
 
 
 @torch.no_grad()

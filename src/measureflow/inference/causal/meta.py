@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from measureflow._core import check_count, check_positive, progress_bar, seeded_build
+from measureflow._core import check_count, check_positive, progress_bar, seeded_build, torch_threads
 from measureflow.inference.causal.base import DirectionResult, direction_of, standardize, subsample
 from measureflow.inference.causal.cgnn import (
     DEFAULT_BANDWIDTHS,
@@ -115,12 +115,13 @@ def train_meta_cgnn(causes: list[Tensor], effects: list[Tensor], *, n_steps: int
     bandwidths = tuple(check_positive(h, "bandwidth") for h in bandwidths)
     device = torch.device(device)
     generator = fresh_generator(generator)
-    cause_rows, effect_rows, lengths = padded_datasets(causes, effects, device)
+    cause_rows, effect_rows, lengths = padded_datasets(causes, effects, device, min_width=batch_size)
     model = seeded_build(lambda: MetaCGNN(hidden, context_dim), generator).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    m = int(min(batch_size, int(lengths.min())))
+    m = batch_size
     s = min(datasets_per_step, len(causes))
-    with progress_bar(n_steps, "meta-cgnn", enabled=progress) as bar:
+    # One thread: small operations in a long loop (see torch_threads: faster on a busy machine).
+    with torch_threads(1, device), progress_bar(n_steps, "meta-cgnn", enabled=progress) as bar:
         for _ in range(n_steps):
             which = torch.randperm(len(causes), generator=generator, device=generator.device)[:s].to(device)
             cause, effect = minibatch(cause_rows, effect_rows, lengths, which, m, generator)
@@ -137,7 +138,7 @@ def train_meta_cgnn(causes: list[Tensor], effects: list[Tensor], *, n_steps: int
 
 
 @torch.no_grad()
-def meta_cgnn_decide(model: MetaCGNN, pairs: CausePairs, *, max_points: int = 500, n_eval: int = 8,
+def meta_cgnn_decide(model: MetaCGNN, pairs: CausePairs, *, max_points: int = 1000, n_eval: int = 8,
                      bandwidths: Sequence[float] = DEFAULT_BANDWIDTHS,
                      generator: torch.Generator | None = None) -> list[DirectionResult]:
     """Decide every pair of ``pairs`` with a trained model (no training): both variables
