@@ -184,6 +184,15 @@ def test_batched_mmd_is_the_v_statistic_of_the_joints():
         reference = mmd2(data, model, kernel=GaussianKernel(list(cgnn_module.DEFAULT_BANDWIDTHS)),
                          unbiased=False)
         assert torch.allclose(batched[b], reference.double(), rtol=1e-10, atol=1e-12)
+    # The evaluation's in-place form, with the causes shared, gives the same numbers.
+    shared = cause[:1].expand(3, 40)
+    cause_d2 = (cause[0, :, None] - cause[0, None, :]).square()
+    for bandwidths in (cgnn_module.DEFAULT_BANDWIDTHS, (1.0, 0.3)):
+        def mean(a, b, bandwidths=bandwidths):
+            return cgnn_module._mean_kernel_inplace(a, b, cause_d2, bandwidths)
+        inplace = mean(effect, effect) + mean(generated, generated) - 2 * mean(effect, generated)
+        assert torch.allclose(inplace, cgnn_module.batched_mmd2(shared, effect, generated, bandwidths),
+                              rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("bandwidths", [cgnn_module.DEFAULT_BANDWIDTHS, (1.0, 0.3, 0.2)])
