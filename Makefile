@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_nets.py
 	$(PY) benchmarks/bench_infinite_langevin.py
 	$(PY) benchmarks/bench_inference.py --only sims,npe
+	$(PY) benchmarks/bench_causal.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]"
