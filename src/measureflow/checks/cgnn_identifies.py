@@ -48,7 +48,7 @@ class Settings:
     batch_size: int
 
 
-SETTINGS = {"quick": Settings(n_points=200, n_restarts=2, n_steps=400, batch_size=64),
+SETTINGS = {"quick": Settings(n_points=200, n_restarts=2, n_steps=400, batch_size=48),
             "full": Settings(n_points=500, n_restarts=8, n_steps=1500, batch_size=128)}
 
 

@@ -51,7 +51,7 @@ class Settings:
 
 SETTINGS = {
     "quick": Settings(options={
-        "cgnn": {"n_restarts": 2, "n_steps": 400, "batch_size": 64, "max_points": 300},
+        "cgnn": {"n_restarts": 2, "n_steps": 400, "batch_size": 48, "max_points": 300},
         "anm": {"regressor": "kernel-ridge", "max_points": 200},
         "igci": {}, "reci": {},
         "meta-cgnn": {"meta_datasets": 40, "n_steps": 300, "n_points": 200, "max_points": 300},
