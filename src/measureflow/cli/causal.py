@@ -80,7 +80,7 @@ class CausalSettings:
             raise ValueError("--truth goes with --data (the Tuebingen and synthetic pairs carry their truth)")
         check_choice(self.method, tuple(METHODS), "--method")
         if self.n_pairs is not None:
-            check_count(self.n_pairs, "--n-pairs")
+            check_count(self.n_pairs, "--n-pairs", maximum=100_000)
             if self.data is not None:
                 raise ValueError("--n-pairs applies to --dataset and --synthetic, not to --data")
         check_count(self.n_points, "--n-points", minimum=10, maximum=100_000)
